@@ -1,0 +1,24 @@
+"""`transformer bench WHAT`: reproducible speed benchmarks (results go to docs/benchmarks.md).
+
+Each benchmark is a module of `transformer.bench` with `add_arguments(parser)` and `run(args)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# name -> (module under transformer.bench, one-line help)
+BENCHES = {
+    "attention": ("attention", "the exercise's attention benchmarks + long-sequence table"),
+}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("bench", help="speed benchmarks (see docs/benchmarks.md)")
+    which = parser.add_subparsers(dest="bench", metavar="WHAT", required=True)
+    for name, (module_name, help_text) in BENCHES.items():
+        module = importlib.import_module(f"transformer.bench.{module_name}")
+        p = which.add_parser(name, help=help_text)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)

@@ -1,0 +1,38 @@
+"""Shared fixtures: where the real corpora live, and a seeded RNG for every test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path:
+    """`TRANSFORMER_DATA` if set, else `../shared/data` beside the checkout."""
+    env = os.environ.get("TRANSFORMER_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    root = data_root()
+    if not root.is_dir():
+        pytest.skip(f"shared corpora not found at {root} (set TRANSFORMER_DATA)")
+    return root
+
+
+def corpus_dir(name: str) -> Path:
+    """The directory of one corpus, or skip the test with the reason."""
+    path = data_root() / name
+    if not path.is_dir():
+        pytest.skip(f"corpus {name!r} not found at {path} (set TRANSFORMER_DATA)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
