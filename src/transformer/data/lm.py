@@ -1,0 +1,153 @@
+"""Language-model streams for the GPT model: one long token sequence cut into contiguous
+blocks of T + 1 tokens (inputs = block[:, :-1], targets = block[:, 1:]), e.g. Tiny Shakespeare.
+
+`LMStream` plans each epoch from (seed, epoch): a random offset in [0, T) and then
+non-overlapping windows starting every T tokens (consecutive windows share one token, so every
+token after the offset is a target exactly once per epoch), shuffled and grouped B at a time.
+With shuffle=False (validation) the offset is 0 and the windows keep their order.
+Positions (epoch, batch index) resume exactly, as for `TokenBatcher`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transformer.data.batching import EpochPlan
+from transformer.data.cache import Encoder, cached_arrays, digest
+from transformer.data.corpus import DataError, log, read_text
+from transformer.data.download import data_root, download
+
+TINY_SHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/"
+    "6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e/data/tinyshakespeare/input.txt"
+)
+TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+def tiny_shakespeare_path(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    download_missing: bool = True,
+    url: str = TINY_SHAKESPEARE_URL,
+    progress: bool = True,
+) -> Path:
+    """`<root>/tinyshakespeare/input.txt.gz` or `input.txt` (root as in `data_root`);
+    downloads `input.txt` (sha256-checked) when neither exists."""
+    root = data_root(data_dir)
+    directory = root if root.name == "tinyshakespeare" else root / "tinyshakespeare"
+    for name in ("input.txt.gz", "input.txt"):
+        if (directory / name).is_file():
+            return directory / name
+    if not download_missing:
+        raise DataError(f"Tiny Shakespeare not found in {directory} (input.txt[.gz])")
+    return download(url, directory / "input.txt", sha256=TINY_SHAKESPEARE_SHA256, progress=progress)
+
+
+def encode_text(
+    path: str | os.PathLike[str],
+    tokenizer: Encoder,
+    *,
+    tokenizer_file: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> np.ndarray:
+    """(N,) int32 token ids of a whole text file (plain or gzip), through the cache in
+    `cache_dir` when given (keyed by the tokenizer file's and the text file's bytes)."""
+
+    def build() -> dict[str, np.ndarray]:
+        text = read_text(path)
+        if not text:
+            raise DataError(f"{path}: empty text file")
+        return {"ids": np.asarray(tokenizer.encode(text), dtype=np.int32)}
+
+    if cache_dir is None:
+        return build()["ids"]
+    if tokenizer_file is None:
+        raise DataError("encode_text: a cache_dir needs the tokenizer_file (its key)")
+    key = digest([tokenizer_file, path])
+    cache_path = Path(cache_dir) / f"text-{key[:24]}.npz"
+    arrays, hit = cached_arrays(
+        cache_path, build, lambda a: "ids" in a and a["ids"].ndim == 1 and a["ids"].size > 0
+    )
+    log.info("%s encoded text %s", "loaded" if hit else "stored", cache_path)
+    return arrays["ids"]
+
+
+def split_train_val(ids: Sequence[int] | np.ndarray, val_fraction: float = 0.1):
+    """(train, val): the first (1 - val_fraction) of the tokens and the rest (nanoGPT's
+    convention for Tiny Shakespeare: first 90% / last 10%)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    ids = np.asarray(ids)
+    cut = round(len(ids) * (1.0 - val_fraction))
+    return ids[:cut], ids[cut:]
+
+
+@dataclass(frozen=True)
+class LMBatch:
+    """Contiguous blocks of the stream. B batch, T block size."""
+
+    block: torch.Tensor  # (B, T + 1) int64
+    starts: torch.Tensor  # (B,) int64: stream position of each block's first token
+    epoch: int
+    index: int
+    next_position: tuple[int, int]
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        """(B, T) tokens 0..T-1 of each block."""
+        return self.block[:, :-1]
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """(B, T) tokens 1..T of each block: the next token of each input position."""
+        return self.block[:, 1:]
+
+
+class LMStream(EpochPlan):
+    """Batches of B contiguous (T + 1)-token blocks of `ids` (see the module docstring);
+    the last batch of an epoch may hold fewer than B blocks."""
+
+    def __init__(
+        self,
+        ids: Sequence[int] | np.ndarray,
+        block_size: int,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+    ) -> None:
+        for name, value in (("block_size", block_size), ("batch_size", batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise DataError(f"{name} must be a positive integer, got {value!r}")
+        self.ids = np.asarray(ids, dtype=np.int64)
+        if self.ids.ndim != 1 or len(self.ids) < 2 * block_size + 1:
+            raise DataError(
+                f"a stream of {len(self.ids)} tokens is too short for block_size={block_size} "
+                f"(needs at least {2 * block_size + 1})"
+            )
+        self.block_size, self.batch_size = block_size, batch_size
+        self.seed, self.shuffle = seed, shuffle
+
+    def _plan(self, rng: np.random.Generator) -> list[np.ndarray]:
+        T = self.block_size
+        offset = int(rng.integers(0, T)) if self.shuffle else 0
+        starts = np.arange(offset, len(self.ids) - T, T)  # window [start, start + T]
+        if self.shuffle:
+            starts = rng.permutation(starts)
+        return [starts[i : i + self.batch_size] for i in range(0, len(starts), self.batch_size)]
+
+    def _make(self, item: np.ndarray, epoch: int, index: int, next_position: tuple[int, int]):
+        rows = item[:, None] + np.arange(self.block_size + 1)[None, :]  # (B, T + 1)
+        return LMBatch(
+            block=torch.from_numpy(self.ids[rows]),
+            starts=torch.from_numpy(item.astype(np.int64)),
+            epoch=epoch,
+            index=index,
+            next_position=next_position,
+        )
