@@ -1,0 +1,79 @@
+"""Batched greedy decoding: the lecture's argmax over the final softmax, one token at a time.
+
+Every sentence stops at its own </s> (or its length limit, by default source length + 50);
+finished sentences leave the batch (`cache.reorder` drops their rows), so the remaining ones
+run on a smaller batch.
+
+Shape legend: B batch, N rows still being decoded, S source length, t prefix length, D d_model,
+V vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from transformer.decoding.common import (
+    CacheFactory,
+    Hypothesis,
+    Seq2SeqDecoder,
+    SpecialIds,
+    block_eos,
+    check_lengths,
+    default_cache_factory,
+    length_limits,
+    next_logprobs,
+)
+
+
+@torch.inference_mode()
+def greedy_decode(
+    model: Seq2SeqDecoder,
+    src: Tensor,
+    ids: SpecialIds,
+    *,
+    max_len: int | None = None,
+    min_len: int = 0,
+    max_len_offset: int = 50,
+    max_positions: int | None = None,
+    use_cache: bool = True,
+    make_cache: CacheFactory | None = None,
+) -> list[Hypothesis]:
+    """Greedy (argmax) decoding of a batch of source sentences.
+
+    src (B, S) int64, padded with ids.pad. Returns one `Hypothesis` per sentence, in order;
+    its score is the plain sum of log-probabilities. `max_len`/`max_len_offset`/
+    `max_positions` bound the number of generated tokens (see `length_limits`); `min_len`
+    forbids </s> before that many tokens. The model should be in eval mode.
+    """
+    check_lengths(max_len, min_len, max_len_offset)
+    batch = src.size(0)
+    src_pad_mask = src.eq(ids.pad)  # (B, S) True = padding
+    memory = model.encode(src)  # (B, S, D)
+    limits = length_limits(src, ids.pad, max_len, max_len_offset, max_positions)  # (B,)
+    rows = torch.arange(batch, device=src.device)  # original index of each live row, (N,)
+    prefix = torch.full((batch, 1), ids.bos, dtype=torch.long, device=src.device)  # (N, t)
+    logprob = torch.zeros(batch, device=src.device)  # (N,)
+    cache = (make_cache or default_cache_factory)() if use_cache else None
+    results: list[Hypothesis | None] = [None] * batch
+    step = 0
+    while rows.numel():
+        step += 1
+        logp = block_eos(next_logprobs(model, prefix, memory, src_pad_mask, cache), ids.eos,
+                         step, min_len)  # (N, V)
+        best, token = logp.max(dim=-1)  # (N,), (N,)
+        logprob = logprob + best
+        prefix = torch.cat([prefix, token.unsqueeze(1)], dim=1)  # (N, t + 1)
+        done = token.eq(ids.eos) | limits[rows].le(step)  # (N,)
+        if not bool(done.any()):
+            continue
+        for i in done.nonzero().flatten().tolist():
+            tokens = prefix[i, 1:].tolist()
+            value = float(logprob[i])
+            results[int(rows[i])] = Hypothesis(tokens, value, value, tokens[-1] == ids.eos)
+        keep = (~done).nonzero().flatten()  # (N',)
+        rows, prefix, logprob = rows[keep], prefix[keep], logprob[keep]
+        memory, src_pad_mask = memory[keep], src_pad_mask[keep]
+        if cache is not None and keep.numel():
+            cache.reorder(keep)
+    return [hyp for hyp in results if hyp is not None]
