@@ -13,6 +13,7 @@ finite gradients, in every variant.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 
@@ -32,15 +33,20 @@ def _as_bool_mask(mask: torch.Tensor) -> torch.Tensor:
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Softmax over the last axis where `mask` (True = masked) entries get weight 0.
 
-    A row whose entries are all masked gets all-zero weights (not NaN); its scores are left
-    finite before the softmax, so the backward pass is finite too.
+    scores: (..., T, S) float; mask: bool or 0/1 integers, broadcastable to scores.
+    A row whose entries are all masked gets all-zero weights, not NaN: masked scores are set to
+    the dtype's most negative *finite* value (so exp() of them is exactly 0 in any row that has
+    an unmasked entry, and a fully-masked row stays finite, forward and backward), and only the
+    fully-masked rows, if any, are zeroed afterwards.
     """
     if mask is None:
         return F.softmax(scores, dim=-1)
     mask = _as_bool_mask(mask)
-    fully_masked = mask.all(dim=-1, keepdim=True)
-    scores = scores.masked_fill(mask & ~fully_masked, float("-inf"))
-    return F.softmax(scores, dim=-1).masked_fill(mask, 0.0)
+    weights = F.softmax(scores.masked_fill(mask, torch.finfo(scores.dtype).min), dim=-1)
+    fully_masked = mask.all(dim=-1, keepdim=True)  # (..., T|1, 1), as small as the mask
+    if fully_masked.any():
+        weights = weights.masked_fill(fully_masked, 0.0)
+    return weights
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,6 +166,87 @@ def benchmark(
 # --------------------------------------------------------------------------------------------
 # The fast path the model uses.
 # --------------------------------------------------------------------------------------------
+#
+# Dispatch, from `transformer bench attention` measured on the 2-core CPU dev machine with torch
+# 2.13 (docs/benchmarks/attention.md has the tables): torch's fused SDPA is as fast as
+# broadcasting (matmul + masked_softmax + matmul) or faster at every size measured, from one
+# 32-query head up to 4 x 8 heads x 2048 tokens, forward and forward+backward, with no mask,
+# a padding mask, a causal mask or a full (B, 1, T, S) mask, in float32 and float64; at 512-2048
+# tokens it is 3-7x faster and it never materialises the (T, S) weights. So the crossover is
+# "always SDPA", except where SDPA cannot do what is asked: `need_weights` (SDPA does not return
+# the weights) takes the broadcasting path. On CUDA SDPA is the fused flash/memory-efficient
+# kernel, so the same rule holds.
+
+
+def _future_mask(t: int, s: int, device: torch.device) -> torch.Tensor:
+    """(T, S) bool, True = key j is after query i when the T queries are the last T of S
+    positions (a cached prefix of S - T keys): mask[i, j] = j > i + (S - T)."""
+    return torch.ones(t, s, dtype=torch.bool, device=device).triu(s - t + 1)
+
+
+@functools.cache
+def _sdpa_zeroes_fully_masked_rows(device_type: str, dtype: torch.dtype, dropout: bool) -> bool:
+    """Whether this torch's SDPA already returns 0 (and finite gradients) for a query whose
+    keys are all masked, as torch >= 2.5 does on the CPU. Probed once per (device type, dtype,
+    dropout) on a tiny input, with and without autograd. Never trusted on accelerators, whose
+    kernel choice depends on the shapes; there `attend` fixes the rows up itself."""
+    if device_type != "cpu":
+        return False
+    allowed = torch.tensor([[True, True, False], [False, False, False]])  # (T=2, S=3)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.enable_grad():
+            q, k, v = (torch.randn(1, 1, n, 4, dtype=dtype, requires_grad=True) for n in (2, 3, 3))
+            p = 0.5 if dropout else 0.0
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
+            out.sum().backward()
+            with torch.no_grad():
+                plain = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
+    except RuntimeError:
+        return False
+    grads_finite = all(bool(x.grad.isfinite().all()) for x in (q, k, v))
+    return bool(out[0, 0, 1].eq(0).all() and plain[0, 0, 1].eq(0).all() and grads_finite)
+
+
+def _attend_weights(q, k, v, mask, dropout_p):
+    """The broadcasting path: explicit (B, H, T, S) scores and weights (Eq. 1)."""
+    s, d_k = k.shape[-2], q.shape[-1]
+    # Scale whichever is smaller: q (.., T, Dk) or the scores (.., T, S).
+    if d_k <= s:
+        scores = (q * d_k**-0.5) @ k.transpose(-1, -2)  # (B, H, T, Dk) @ (B, H, Dk, S)
+    else:
+        scores = q @ k.transpose(-1, -2) * d_k**-0.5  # (B, H, T, S)
+    weights = masked_softmax(scores, mask)  # (B, H, T, S)
+    dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
+    return dropped @ v, weights  # (B, H, T, S) @ (B, H, S, Dv) -> (B, H, T, Dv)
+
+
+def _attend_sdpa(q, k, v, mask, causal, dropout_p):
+    """The fused path: `F.scaled_dot_product_attention` (whose bool mask means "may attend")."""
+    t, s = q.shape[-2], k.shape[-2]
+    if mask is None and causal and t == s:
+        # No (T, S) mask is built, and no row can be fully masked.
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    if causal and 0 < t <= s and (t == 1 or mask is None):
+        # The single newest query sees every cached key; otherwise a small (T, S) mask for the
+        # last T of S positions, in which every query sees at least key 0.
+        allowed = None if t == 1 else ~_future_mask(t, s, q.device)
+        if mask is None:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+        causal = False
+    if mask is None and not causal:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    if causal:
+        future = _future_mask(t, s, q.device)
+        mask = future if mask is None else mask | future  # (.., T, S)
+    if _sdpa_zeroes_fully_masked_rows(q.device.type, q.dtype, dropout_p > 0):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=~mask, dropout_p=dropout_p)
+    # Fix-up for kernels that give NaN there: unmask fully-masked rows, then zero their output
+    # (whose gradient is then zero, and finite). `mask.all` is over the mask's own broadcast
+    # shape: (B, 1, 1, 1) for a padding mask, so it is cheap unless the mask is per-query.
+    fully_masked = mask.all(dim=-1, keepdim=True)  # (.., T|1, 1)
+    allowed = ~mask | fully_masked
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+    return out.masked_fill(fully_masked, 0.0)
 
 
 def attend(
@@ -171,29 +258,30 @@ def attend(
     dropout_p: float = 0.0,
     need_weights: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Batch-first multi-head attention: q (B, H, T, Dk), k (B, H, S, Dk), v (B, H, S, Dv).
+    """Batch-first scaled dot-product attention (Vaswani et al. 2017, Section 3.2.1, Eq. 1),
+    the fast path the Transformer layers call.
 
-    mask: bool, broadcastable to (B, H, T, S), True = key hidden from that query (e.g. a
-    (B, 1, 1, S) padding mask). causal: also hide keys after the query (for T == S, and for
-    T < S the last T queries of a cached prefix). Returns (out (B, H, T, Dv), weights
-    (B, H, T, S) or None); weights only when `need_weights`. Fully-masked queries give zeros.
+    q: (B, H, T, Dk), k: (B, H, S, Dk), v: (B, H, S, Dv), float.
+    mask: bool (or 0/1 integers), broadcastable to (B, H, T, S), True = that key is hidden from
+        that query, e.g. a (B, 1, 1, S) padding mask or a (T, S) pattern.
+    causal: also hide the keys after each query. With T < S the queries are the *last* T of S
+        positions (incremental decoding over a cached prefix): query i sees keys 0 .. i + S - T.
+    dropout_p: dropout on the attention weights, applied whenever > 0 (pass 0.0 in eval mode).
+    need_weights: also return the (B, H, T, S) weights (before dropout), e.g. for plots.
+
+    Returns (out (B, H, T, Dv), weights or None). A query whose keys are all masked gets a zero
+    vector and zero weights (finite gradients). Without `need_weights` this runs torch's fused
+    `scaled_dot_product_attention` (is_causal=True where T == S and no other mask, so no (T, S)
+    mask is built); with it, broadcasting. See the dispatch note above.
     """
-    t, s = q.shape[-2], k.shape[-2]
+    if mask is not None and mask.dtype != torch.bool:
+        mask = mask.ne(0)
+    if not need_weights:
+        return _attend_sdpa(q, k, v, mask, causal, dropout_p), None
     if causal:
-        future = torch.ones(t, s, dtype=torch.bool, device=q.device).triu(s - t + 1)
-        mask = future if mask is None else (_as_bool_mask(mask) | future)
-    if need_weights:
-        scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5  # (B, H, T, S)
-        weights = masked_softmax(scores, mask)
-        dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
-        return dropped @ v, weights
-    if mask is None:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p), None
-    mask = _as_bool_mask(mask)
-    fully_masked = mask.all(dim=-1, keepdim=True)  # (.., T, 1)
-    allowed = ~(mask & ~fully_masked)  # SDPA: True = may attend
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
-    return out.masked_fill(fully_masked, 0.0), None
+        future = _future_mask(q.shape[-2], k.shape[-2], q.device)  # (T, S)
+        mask = future if mask is None else mask | future
+    return _attend_weights(q, k, v, mask, dropout_p)
 
 
 __all__ = [
