@@ -1,0 +1,25 @@
+"""The Transformer's building blocks (Vaswani et al., 2017, Section 3).
+
+- `embedding`: `TokenEmbedding` (×√d_model), `PositionalEncoding` (sinusoid or learned),
+  `sinusoidal_encoding` (the closed form).
+- `mha`: `SelfAttention` (fused QKV), `CrossAttention`, `LayerCache` (incremental decoding).
+- `blocks`: `FeedForward`, `EncoderLayer`, `DecoderLayer`, `LectureLayerNorm` (the slide's
+  code, as a reference).
+"""
+
+from transformer.layers.blocks import DecoderLayer, EncoderLayer, FeedForward, LectureLayerNorm
+from transformer.layers.embedding import PositionalEncoding, TokenEmbedding, sinusoidal_encoding
+from transformer.layers.mha import CrossAttention, LayerCache, SelfAttention
+
+__all__ = [
+    "CrossAttention",
+    "DecoderLayer",
+    "EncoderLayer",
+    "FeedForward",
+    "LayerCache",
+    "LectureLayerNorm",
+    "PositionalEncoding",
+    "SelfAttention",
+    "TokenEmbedding",
+    "sinusoidal_encoding",
+]

@@ -1,0 +1,147 @@
+"""Multi-head attention modules (Vaswani et al., 2017, Section 3.2.2) on top of
+`transformer.attention.attend`.
+
+MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O,
+head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V).
+
+`SelfAttention` projects Q, K and V with one fused (D -> H·(2Dk+Dv)) linear layer;
+`CrossAttention` projects Q from the decoder and K, V (fused) from the encoder output. The
+weight layouts equal `nn.MultiheadAttention`'s `in_proj_weight` rows [Q; K; V] with head h at
+rows h·Dk .. (h+1)·Dk of each block, so weights copy across one to one.
+
+Shape legend: B batch, T query length, S key length, D d_model, H heads, Dk/Dv head dims.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from transformer.attention import attend
+
+
+class LayerCache:
+    """One decoder layer's incremental-decoding state.
+
+    k, v: self-attention keys/values of every position decoded so far, (B, H, L, Dk|Dv);
+    cross_k, cross_v: the encoder output's projected keys/values, (B, H, S, Dk|Dv),
+    computed on the first cached call and reused.
+    """
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+        self.cross_k: torch.Tensor | None = None
+        self.cross_v: torch.Tensor | None = None
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append new keys/values (B, H, T_new, Dk|Dv) along the position axis; return all."""
+        if self.k is not None:
+            k = torch.cat([self.k, k], dim=2)  # (B, H, L + T_new, Dk)
+            v = torch.cat([self.v, v], dim=2)
+        self.k, self.v = k, v
+        return k, v
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep/reorder batch rows: index (B',) int64."""
+        for name in ("k", "v", "cross_k", "cross_v"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.index_select(0, index))
+
+
+def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(B, T, H·Dh) -> (B, H, T, Dh), a strided view (no copy)."""
+    b, t, _ = x.shape
+    return x.view(b, t, n_heads, -1).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, Dh) -> (B, T, H·Dh)."""
+    b, h, t, d = x.shape
+    return x.transpose(1, 2).reshape(b, t, h * d)
+
+
+class _MultiHead(nn.Module):
+    """Shared parts: head sizes, the output projection W^O, and the attention call."""
+
+    def __init__(self, d_model: int, n_heads: int, d_k: int, d_v: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads, self.d_k, self.d_v, self.dropout = n_heads, d_k, d_v, dropout
+        self.out_proj = nn.Linear(n_heads * d_v, d_model)  # W^O: (H·Dv) -> D
+
+    def _attend(self, q, k, v, mask, causal, need_weights):
+        p = self.dropout if self.training else 0.0
+        out, weights = attend(q, k, v, mask=mask, causal=causal, dropout_p=p,
+                              need_weights=need_weights)  # (B, H, T, Dv), (B, H, T, S)|None
+        return self.out_proj(_merge_heads(out)), weights  # (B, T, D)
+
+
+class SelfAttention(_MultiHead):
+    """Self-attention with one fused QKV projection: x (B, T, D) -> (B, T, D).
+
+    mask: bool broadcastable to (B, H, T, S), True = masked (e.g. padding (B, 1, 1, S));
+    causal: hide later positions (the decoder's masked self-attention, Section 3.2.3).
+    With a `LayerCache`, x holds only the new positions; their keys/values are appended
+    and the queries attend over every cached position.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_k: int, d_v: int, dropout: float) -> None:
+        super().__init__(d_model, n_heads, d_k, d_v, dropout)
+        self.qkv_proj = nn.Linear(d_model, n_heads * (2 * d_k + d_v))  # [W^Q; W^K; W^V]
+
+    def forward(self, x, mask=None, causal=False, cache: LayerCache | None = None,
+                need_weights=False):
+        hk = self.n_heads * self.d_k
+        q, k, v = self.qkv_proj(x).split([hk, hk, self.n_heads * self.d_v], dim=-1)
+        q, k, v = (_split_heads(t, self.n_heads) for t in (q, k, v))  # (B, H, T, Dk|Dv)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, H, L + T, Dk|Dv)
+        return self._attend(q, k, v, mask, causal, need_weights)
+
+
+class CrossAttention(_MultiHead):
+    """Encoder-decoder attention: queries from x (B, T, D), keys/values from memory (B, S, D).
+
+    mask: (B, 1, 1, S) bool, True = padded source position. With a `LayerCache`, the
+    projected keys/values of `memory` are computed once and reused on later calls.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_k: int, d_v: int, dropout: float) -> None:
+        super().__init__(d_model, n_heads, d_k, d_v, dropout)
+        self.q_proj = nn.Linear(d_model, n_heads * d_k)  # W^Q
+        self.kv_proj = nn.Linear(d_model, n_heads * (d_k + d_v))  # [W^K; W^V]
+
+    def forward(self, x, memory, mask=None, cache: LayerCache | None = None,
+                need_weights=False):
+        q = _split_heads(self.q_proj(x), self.n_heads)  # (B, H, T, Dk)
+        if cache is not None and cache.cross_k is not None:
+            k, v = cache.cross_k, cache.cross_v
+        else:
+            k, v = self.kv_proj(memory).split(
+                [self.n_heads * self.d_k, self.n_heads * self.d_v], dim=-1)
+            k, v = _split_heads(k, self.n_heads), _split_heads(v, self.n_heads)  # (B, H, S, .)
+            if cache is not None:
+                cache.cross_k, cache.cross_v = k, v
+        return self._attend(q, k, v, mask, False, need_weights)
+
+
+def init_linear_(layer: nn.Linear, fan_out_blocks: list[int] | None = None) -> None:
+    """Xavier-uniform weight (Glorot & Bengio, 2010), zero bias. A fused projection is
+    initialised block by block (`fan_out_blocks` rows each), as separate matrices would be."""
+    with torch.no_grad():
+        for block in layer.weight.split(fan_out_blocks or [layer.out_features], dim=0):
+            nn.init.xavier_uniform_(block)
+        if layer.bias is not None:
+            layer.bias.zero_()
+
+
+def init_attention_(module: SelfAttention | CrossAttention) -> None:
+    """Initialise one attention module: W^Q, W^K, W^V (per head block set) and W^O."""
+    hk, hv = module.n_heads * module.d_k, module.n_heads * module.d_v
+    if isinstance(module, SelfAttention):
+        init_linear_(module.qkv_proj, [hk, hk, hv])
+    else:
+        init_linear_(module.q_proj)
+        init_linear_(module.kv_proj, [hk, hv])
+    init_linear_(module.out_proj)
