@@ -1,0 +1,13 @@
+"""Subword tokenizers in pure Python (no torch): classic BPE and GPT-2 byte-level BPE.
+
+- `BPE`: Sennrich et al. (2016), characters + `</w>`, the merges of `subword-nmt learn-bpe`.
+- `ByteBPE`: GPT-2's byte-level BPE (Radford et al. 2019), loads GPT-2's own files.
+- `textbook`: a tiny slow BPE used as the test oracle.
+Both save/load versioned JSON and export a Hugging Face `tokenizer.json`.
+"""
+
+from transformer.tokenizers.bpe import BPE
+from transformer.tokenizers.bytebpe import ByteBPE, bytes_to_unicode, gpt2_files
+from transformer.tokenizers.io import TokenizerError, load_tokenizer
+
+__all__ = ["BPE", "ByteBPE", "TokenizerError", "bytes_to_unicode", "gpt2_files", "load_tokenizer"]

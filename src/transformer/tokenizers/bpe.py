@@ -1,0 +1,269 @@
+"""Classic byte-pair encoding over characters (Sennrich, Haddow & Birch 2016), as in the lecture.
+
+Words are the pieces of the text between spaces and line breaks (`subword-nmt`'s convention:
+tabs and other whitespace are ordinary characters). A word starts as its characters, the last
+one carrying the end-of-word marker `</w>` ("est</w>" ends a word, "est" does not), so decoding
+knows where words end. Training learns exactly the merges of `subword-nmt learn-bpe` (same
+`</w>` convention, same tie rule); encoding applies them in rank order, like
+`subword-nmt apply-bpe`, with a per-word cache.
+
+Ids: 0 `<pad>`, 1 `<s>`, 2 `</s>`, 3 `<unk>`, then the base symbols (sorted), then one token
+per merge (in merge order). Characters never seen in training become `<unk>`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterable, Sequence
+
+from transformer.tokenizers import io as tio
+from transformer.tokenizers.learn import count_words, learn_merges
+
+SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
+_CACHE_LIMIT = 1 << 20  # words; the per-word caches are cleared when they grow past this
+
+
+def split_words(text: str) -> list[str]:
+    """The words of `text`: maximal runs of characters other than space, '\\n' and '\\r'."""
+    if "\n" in text or "\r" in text:
+        text = text.replace("\r", " ").replace("\n", " ")
+    return [w for w in text.split(" ") if w]
+
+
+class BPE:
+    """A trained classic BPE tokenizer. Build it with `BPE.train(...)` or `BPE.load(path)`."""
+
+    pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
+
+    def __init__(
+        self,
+        merges: Sequence[tuple[str, str]],
+        base_symbols: Iterable[str],
+        end_of_word: str | None = "</w>",
+    ) -> None:
+        if end_of_word == "":
+            raise tio.TokenizerError("end_of_word must be a non-empty string or None")
+        self.end_of_word = end_of_word
+        self.merges: list[tuple[str, str]] = [(a, b) for a, b in merges]
+        tokens = list(SPECIALS)
+        for sym in sorted(set(base_symbols) - set(SPECIALS)):
+            tokens.append(sym)
+        known = set(tokens)
+        for a, b in self.merges:
+            if a + b not in known:
+                known.add(a + b)
+                tokens.append(a + b)
+        self.tokens: list[str] = tokens  # id -> token
+        self.vocab: dict[str, int] = {tok: i for i, tok in enumerate(tokens)}  # token -> id
+        self.ranks: dict[tuple[str, str], int] = {}
+        for i, pair in enumerate(self.merges):
+            self.ranks.setdefault(pair, i)  # a repeated merge keeps its first rank
+        self._pieces: dict[str, tuple[str, ...]] = {}  # word -> its tokens
+        self._ids: dict[str, list[int]] = {}  # word -> its token ids
+        self._surface: list[str] | None = None  # id -> text, for decode
+
+    # ----------------------------------------------------------------------------- training
+    @classmethod
+    def train(
+        cls,
+        lines: Iterable[str],
+        num_merges: int,
+        end_of_word: str | None = "</w>",
+        min_frequency: int = 2,
+        progress: bool = False,
+    ) -> BPE:
+        """Learn `num_merges` merges from an iterable of text lines (fewer if pairs run out).
+
+        Incremental pair statistics with a lazy max-heap (see `learn.py`); the result equals
+        `subword-nmt learn-bpe -s num_merges` on the same lines.
+        """
+        if isinstance(num_merges, bool) or not isinstance(num_merges, int) or num_merges <= 0:
+            raise tio.TokenizerError(f"num_merges must be a positive integer, got {num_merges!r}")
+        if (
+            isinstance(min_frequency, bool)
+            or not isinstance(min_frequency, int)
+            or (min_frequency < 1)
+        ):
+            raise tio.TokenizerError(
+                f"min_frequency must be an integer >= 1, got {min_frequency!r}"
+            )
+        if isinstance(lines, str):
+            lines = [lines]
+        counts = count_words(w for line in lines for w in split_words(line))
+        if not counts:
+            raise tio.TokenizerError("empty training corpus: no words in the given lines")
+        table: dict[tuple[str, ...], int] = {}
+        for word, freq in counts.items():
+            key = cls._initial(word, end_of_word)
+            table[key] = table.get(key, 0) + freq
+        base = {sym for word in table for sym in word}
+        merges = learn_merges(table, num_merges, min_frequency, progress)
+        return cls(merges, base, end_of_word)
+
+    @staticmethod
+    def _initial(word: str, end_of_word: str | None) -> tuple[str, ...]:
+        """A word's characters; the last carries the end-of-word marker (if any)."""
+        if end_of_word is None:
+            return tuple(word)
+        return (*word[:-1], word[-1] + end_of_word)
+
+    # ----------------------------------------------------------------------------- encoding
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokens)
+
+    def segment_word(self, word: str) -> tuple[str, ...]:
+        """The tokens of one word: merges applied lowest rank first, all occurrences at once."""
+        cached = self._pieces.get(word)
+        if cached is not None:
+            return cached
+        symbols = list(self._initial(word, self.end_of_word))
+        ranks = self.ranks
+        while len(symbols) > 1:
+            best_rank, best = len(ranks), None
+            for pair in itertools.pairwise(symbols):
+                r = ranks.get(pair)
+                if r is not None and r < best_rank:
+                    best_rank, best = r, pair
+            if best is None:
+                break
+            symbols = _merge(symbols, best)
+        out = tuple(symbols)
+        if len(self._pieces) >= _CACHE_LIMIT:
+            self._pieces.clear()
+        self._pieces[word] = out
+        return out
+
+    def tokenize(self, text: str) -> list[str]:
+        """The token strings of `text` (word-final ones end with the end-of-word marker)."""
+        out: list[str] = []
+        for word in split_words(text):
+            out.extend(self.segment_word(word))
+        return out
+
+    def _word_ids(self, word: str) -> list[int]:
+        vocab, unk = self.vocab, self.unk_id
+        ids = [vocab.get(tok, unk) for tok in self.segment_word(word)]
+        if len(self._ids) >= _CACHE_LIMIT:
+            self._ids.clear()
+        self._ids[word] = ids
+        return ids
+
+    def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
+        """Token ids of `text`; unknown characters become `unk_id`."""
+        ids = [self.bos_id] if add_bos else []
+        cache_get = self._ids.get
+        for word in split_words(text):
+            word_ids = cache_get(word)
+            ids.extend(word_ids if word_ids is not None else self._word_ids(word))
+        if add_eos:
+            ids.append(self.eos_id)
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of `ids`: word-final tokens end a word; `<pad>`, `<s>`, `</s>` are dropped.
+
+        Without an end-of-word marker (`end_of_word=None`) word boundaries are unknown and
+        the tokens are simply concatenated.
+        """
+        surface = self._surface or self._build_surface()
+        try:
+            text = "".join([surface[i] for i in ids])
+        except (IndexError, TypeError) as err:
+            raise tio.TokenizerError(
+                f"decode: ids must be integers in [0, {len(surface)})"
+            ) from err
+        return text[:-1] if text.endswith(" ") else text
+
+    def _build_surface(self) -> list[str]:
+        eow = self.end_of_word
+        surface = []
+        for tok in self.tokens:
+            if eow is not None and tok.endswith(eow) and tok != eow:
+                tok = tok[: -len(eow)] + " "
+            surface.append(tok)
+        surface[self.pad_id] = surface[self.bos_id] = surface[self.eos_id] = ""
+        self._surface = surface
+        return surface
+
+    def segment(self, line: str, separator: str = "@@") -> str:
+        """One line in `subword-nmt apply-bpe` form: "sub@@ word" (its output, byte for byte)."""
+        out = []
+        eow = self.end_of_word or ""
+        for word in line.strip("\r\n ").split(" "):
+            if not word:
+                continue
+            pieces = list(self.segment_word(word))
+            if eow and pieces[-1].endswith(eow):
+                pieces[-1] = pieces[-1][: -len(eow)]
+            out.extend(p + separator for p in pieces[:-1])
+            out.append(pieces[-1])
+        lead = len(line) - len(line.lstrip("\r\n "))
+        trail = len(line) - len(line.rstrip("\r\n "))
+        text = line[:lead] + " ".join(out)
+        if trail and trail != len(line):
+            text += line[-trail:]
+        return text
+
+    # ----------------------------------------------------------------------------- files
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the tokenizer as versioned JSON."""
+        tio.write_json(
+            path,
+            {
+                "format": tio.BPE_FORMAT,
+                "version": tio.VERSION,
+                "end_of_word": self.end_of_word,
+                "vocab": self.tokens,
+                "merges": [list(p) for p in self.merges],
+            },
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> BPE:
+        """Read a file written by `save`, checking every field."""
+        payload = tio.read_tokenizer_json(path, tio.BPE_FORMAT)
+        eow = payload.get("end_of_word")
+        if eow is not None and (not isinstance(eow, str) or not eow):
+            raise tio.TokenizerError(f"{path}: field 'end_of_word' should be a string or null")
+        tokens = tio.check_tokens(tio.get_field(payload, "vocab", list, path), path)
+        if tuple(tokens[: len(SPECIALS)]) != SPECIALS:
+            raise tio.TokenizerError(f"{path}: field 'vocab' must start with {list(SPECIALS)}")
+        vocab = {tok: i for i, tok in enumerate(tokens)}
+        merges = tio.check_merges(tio.get_field(payload, "merges", list, path), vocab, path)
+        merged = {a + b for a, b in merges}
+        base = [t for t in tokens[len(SPECIALS) :] if t not in merged]
+        bpe = cls(merges, base, eow)
+        if bpe.tokens != tokens:
+            raise tio.TokenizerError(f"{path}: field 'vocab' is not in the order BPE assigns ids")
+        return bpe
+
+    def write_codes(self, path: str | os.PathLike) -> None:
+        """Write the merges as a `subword-nmt` codes file (version 0.2)."""
+        if self.end_of_word not in (None, "</w>"):
+            raise tio.TokenizerError("subword-nmt codes need end_of_word='</w>'")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("#version: 0.2\n")
+            f.writelines(f"{a} {b}\n" for a, b in self.merges)
+
+    def to_hf_json(self, path: str | os.PathLike) -> None:
+        """Write a Hugging Face `tokenizer.json` that `tokenizers` loads and encodes the same."""
+        from transformer.tokenizers.hf import bpe_to_hf
+
+        tio.write_json(path, bpe_to_hf(self))
+
+
+def _merge(symbols: list[str], pair: tuple[str, str]) -> list[str]:
+    """Replace every non-overlapping occurrence of `pair`, left to right."""
+    a, b = pair
+    out: list[str] = []
+    i, n = 0, len(symbols)
+    while i < n:
+        if i + 1 < n and symbols[i] == a and symbols[i + 1] == b:
+            out.append(a + b)
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return out

@@ -1,0 +1,125 @@
+"""Versioned JSON files for the tokenizers (never pickle), with errors that name file and field.
+
+Every file is one JSON object with a `format` string (which class wrote it) and an integer
+`version`; `load_tokenizer` reads either kind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+VERSION = 1
+BPE_FORMAT = "transformer.tokenizers.BPE"
+BYTEBPE_FORMAT = "transformer.tokenizers.ByteBPE"
+
+
+class TokenizerError(ValueError):
+    """Bad tokenizer input: an empty corpus, a bad argument, an unreadable or corrupt file."""
+
+
+def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """Write `payload` as UTF-8 JSON (atomically: a temporary file, then a rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file, turning every failure into a `TokenizerError` naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as err:
+        raise TokenizerError(f"{path}: cannot read tokenizer file ({err.strerror})") from err
+    except UnicodeDecodeError as err:
+        raise TokenizerError(f"{path}: not a UTF-8 text file ({err.reason})") from err
+    except json.JSONDecodeError as err:
+        raise TokenizerError(f"{path}:{err.lineno}:{err.colno}: corrupt JSON ({err.msg})") from err
+
+
+def read_tokenizer_json(path: str | os.PathLike, expected_format: str) -> dict[str, Any]:
+    """Read a tokenizer file and check its `format` and `version` fields."""
+    payload = read_json(path)
+    if not isinstance(payload, dict):
+        raise TokenizerError(f"{path}: expected a JSON object, found {type(payload).__name__}")
+    found = payload.get("format")
+    if found != expected_format:
+        raise TokenizerError(f"{path}: field 'format' is {found!r}, expected {expected_format!r}")
+    version = payload.get("version")
+    if version != VERSION:
+        raise TokenizerError(
+            f"{path}: field 'version' is {version!r}; this code reads version {VERSION}"
+        )
+    return payload
+
+
+def get_field(payload: dict[str, Any], name: str, kind: type, path: str | os.PathLike) -> Any:
+    """`payload[name]`, checked to be an instance of `kind`."""
+    if name not in payload:
+        raise TokenizerError(f"{path}: missing field {name!r}")
+    value = payload[name]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise TokenizerError(
+            f"{path}: field {name!r} should be {kind.__name__}, found {type(value).__name__}"
+        )
+    return value
+
+
+def check_tokens(tokens: Any, path: str | os.PathLike, name: str = "vocab") -> list[str]:
+    """A list of distinct non-empty strings (a vocabulary in id order)."""
+    if not isinstance(tokens, list):
+        raise TokenizerError(f"{path}: field {name!r} should be a list of strings")
+    seen: set[str] = set()
+    for i, tok in enumerate(tokens):
+        if not isinstance(tok, str) or not tok:
+            raise TokenizerError(f"{path}: field {name!r}[{i}] should be a non-empty string")
+        if tok in seen:
+            raise TokenizerError(f"{path}: field {name!r}[{i}] repeats the token {tok!r}")
+        seen.add(tok)
+    return tokens
+
+
+def check_merges(
+    merges: Any, vocab: dict[str, int], path: str | os.PathLike
+) -> list[tuple[str, str]]:
+    """A list of [left, right] string pairs whose parts and results are all in `vocab`."""
+    if not isinstance(merges, list):
+        raise TokenizerError(f"{path}: field 'merges' should be a list of [left, right] pairs")
+    out: list[tuple[str, str]] = []
+    for i, pair in enumerate(merges):
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(s, str) and s for s in pair)
+        ):
+            raise TokenizerError(f"{path}: field 'merges'[{i}] should be a pair of strings")
+        left, right = pair
+        for sym in (left, right, left + right):
+            if sym not in vocab:
+                raise TokenizerError(
+                    f"{path}: field 'merges'[{i}] uses {sym!r}, which is not in the vocabulary"
+                )
+        out.append((left, right))
+    return out
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """Load a `BPE` or `ByteBPE` file, whichever `path` holds (its `format` field says)."""
+    from transformer.tokenizers.bpe import BPE
+    from transformer.tokenizers.bytebpe import ByteBPE
+
+    payload = read_json(path)
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if found == BPE_FORMAT:
+        return BPE.load(path)
+    if found == BYTEBPE_FORMAT:
+        return ByteBPE.load(path)
+    raise TokenizerError(
+        f"{path}: field 'format' is {found!r}, expected {BPE_FORMAT!r} or {BYTEBPE_FORMAT!r}"
+    )

@@ -1,0 +1,204 @@
+"""The fast byte-pair-encoding learner shared by `BPE.train` and `ByteBPE.train`.
+
+Byte-pair encoding (Gage 1994; Sennrich et al. 2016, Algorithm 1): count adjacent symbol pairs
+over a word-frequency table, merge the most frequent pair everywhere, repeat. Recounting the
+whole table after each merge costs O(corpus) per merge; this learner keeps the pair counts
+up to date *incrementally*: a merge of (a, b) only changes the pairs next to its occurrences,
+and only in the words that contain it (an index pair -> words finds them).
+
+Implementation notes (all pure Python, no torch):
+- every symbol gets an integer id and each word is stored as a `str` with one character per
+  symbol (`chr(id)`), so "does this word contain the pair?" is a C-level substring test and
+  merging is `str.replace`, whose left-to-right, non-overlapping semantics are exactly BPE's;
+- the most frequent pair comes from a lazy max-heap: an entry is pushed whenever a pair's
+  count grows; entries are upper bounds that get refreshed when popped;
+- ties are broken like `subword-nmt learn-bpe`: the largest (count, (left, right)) wins, with
+  the symbols compared as strings. The heap orders pairs by an "inverted" key so that the
+  lexicographically largest pair comes out first;
+- symbols are identified by their string, as in subword-nmt: two merges whose results spell
+  the same string produce the same symbol.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+Pair = tuple[str, str]
+
+
+def _inverted(symbol: str) -> tuple[int, ...]:
+    """A key that sorts in the *reverse* order of `symbol` (prefixes sort after extensions)."""
+    return (*(-ord(ch) for ch in symbol), 1)
+
+
+class _Symbols:
+    """The symbol table: string <-> id, plus each symbol's inverted sort key."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.strings: list[str] = []
+        self.inverted: list[tuple[int, ...]] = []
+
+    def char(self, symbol: str) -> str:
+        """The one-character code of `symbol`, adding it to the table if new."""
+        sid = self.ids.get(symbol)
+        if sid is None:
+            sid = self.ids[symbol] = len(self.strings)
+            self.strings.append(symbol)
+            self.inverted.append(_inverted(symbol))
+        return chr(sid)
+
+
+def learn_merges(
+    word_counts: Mapping[tuple[str, ...], int],
+    num_merges: int,
+    min_frequency: int = 2,
+    progress: bool = False,
+) -> list[Pair]:
+    """Learn up to `num_merges` merges from a table {word as a tuple of symbols: frequency}.
+
+    Stops early when no pair occurs at least `min_frequency` times. Returns the merged pairs
+    (left, right) in merge order.
+    """
+    table = _Symbols()
+    words: list[str] = []
+    freqs: list[int] = []
+    for word, freq in word_counts.items():
+        if freq > 0 and len(word) > 0:
+            words.append("".join(table.char(s) for s in word))
+            freqs.append(freq)
+    stats, where = _count_pairs(words, freqs)
+    heap = [_entry(table, pair, count) for pair, count in stats.items() if count >= min_frequency]
+    heapq.heapify(heap)
+
+    merges: list[Pair] = []
+    bar = _progress_bar(num_merges, progress)
+    while len(merges) < num_merges:
+        pair = _pop_best(heap, stats, table, min_frequency)
+        if pair is None:
+            break
+        left, right = table.strings[ord(pair[0])], table.strings[ord(pair[1])]
+        merges.append((left, right))
+        grown = _apply_merge(pair, table.char(left + right), words, freqs, stats, where)
+        for q in grown:
+            count = stats[q]
+            if count >= min_frequency:
+                heapq.heappush(heap, _entry(table, q, count))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return merges
+
+
+def _entry(table: _Symbols, pair: str, count: int) -> tuple:
+    inv = table.inverted
+    return (-count, inv[ord(pair[0])], inv[ord(pair[1])], pair)
+
+
+def _count_pairs(words: list[str], freqs: list[int]) -> tuple[dict[str, int], dict[str, set]]:
+    """Initial pair counts and the index pair -> ids of the words that contain it."""
+    stats: dict[str, int] = {}
+    where: dict[str, set] = {}
+    get = stats.get
+    for idx, (word, freq) in enumerate(zip(words, freqs)):
+        for i in range(len(word) - 1):
+            pair = word[i : i + 2]
+            stats[pair] = get(pair, 0) + freq
+            bucket = where.get(pair)
+            if bucket is None:
+                where[pair] = {idx}
+            else:
+                bucket.add(idx)
+    return stats, where
+
+
+def _pop_best(heap: list, stats: dict[str, int], table: _Symbols, min_frequency: int) -> str | None:
+    """Pop stale heap entries until the top one is exact; return its pair (None: heap empty)."""
+    while heap:
+        negative, _, _, pair = heap[0]
+        count = stats.get(pair, 0)
+        if -negative == count:
+            heapq.heappop(heap)
+            return pair
+        if count >= min_frequency:
+            heapq.heapreplace(heap, _entry(table, pair, count))
+        else:
+            heapq.heappop(heap)
+    return None
+
+
+def _apply_merge(
+    pair: str,
+    merged: str,
+    words: list[str],
+    freqs: list[int],
+    stats: dict[str, int],
+    where: dict[str, set],
+) -> set[str]:
+    """Merge `pair` (two symbol codes) into `merged` in every word that has it.
+
+    Updates the pair counts and the index in place; returns the pairs whose counts grew.
+    """
+    a, b = pair
+    grown: set[str] = set()
+    get = stats.get
+    for idx in where.pop(pair, ()):
+        word = words[idx]
+        if pair not in word:
+            continue  # stale index entry: an earlier merge removed the pair from this word
+        freq = freqs[idx]
+        new = word.replace(pair, merged)
+        words[idx] = new
+        if len(word) - len(new) == 1:  # one occurrence: only its two neighbours change
+            i = word.find(pair)
+            if i > 0:
+                x = word[i - 1]
+                stats[x + a] -= freq
+                q = x + merged
+                stats[q] = get(q, 0) + freq
+                _index(where, q, idx)
+                grown.add(q)
+            if i + 2 < len(word):
+                y = word[i + 2]
+                stats[b + y] -= freq
+                q = merged + y
+                stats[q] = get(q, 0) + freq
+                _index(where, q, idx)
+                grown.add(q)
+        else:  # several occurrences: recount this word's pairs
+            for i in range(len(word) - 1):
+                stats[word[i : i + 2]] -= freq
+            for i in range(len(new) - 1):
+                q = new[i : i + 2]
+                stats[q] = get(q, 0) + freq
+                if merged in q:
+                    _index(where, q, idx)
+                    grown.add(q)
+    stats.pop(pair, None)
+    return grown
+
+
+def _index(where: dict[str, set], pair: str, idx: int) -> None:
+    bucket = where.get(pair)
+    if bucket is None:
+        where[pair] = {idx}
+    else:
+        bucket.add(idx)
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="BPE merges", unit="merge")
+
+
+def count_words(words: Iterable[str]) -> Counter:
+    """A frequency table of `words` (insertion-ordered; empty strings are dropped)."""
+    counts = Counter(words)
+    counts.pop("", None)
+    return counts
