@@ -23,7 +23,8 @@ class ModelConfig:
     """The architecture. Defaults are the paper's base model (Table 3) with a shared
     37,000-token source/target vocabulary (Section 5.1).
 
-    d_k / d_v default to d_model // n_heads (Section 3.2.2); Table 3 row (B) sets d_k alone.
+    d_k / d_v default to d_model // n_heads (Section 3.2.2), each on its own: Table 3 row (B)
+    sets d_k alone.
     `norm_first=False` is the paper's post-norm LayerNorm(x + Sublayer(x)) (Section 3.1);
     True is pre-norm x + Sublayer(LayerNorm(x)), with a final LayerNorm after each stack.
     `label_smoothing` is the ε_ls of Table 3; the loss reads it from here.
@@ -60,7 +61,7 @@ class ModelConfig:
         for name in ("d_k", "d_v"):
             if getattr(self, name) is not None:
                 _check_positive_int(name, getattr(self, name))
-        if self.d_k is None and self.d_model % self.n_heads:
+        if (self.d_k is None or self.d_v is None) and self.d_model % self.n_heads:
             raise ConfigError(
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}) "
                 "unless d_k and d_v are given"
@@ -88,10 +89,9 @@ class ModelConfig:
 
     @property
     def head_dim_v(self) -> int:
-        """d_v: value size of one head."""
-        if self.d_v is not None:
-            return self.d_v
-        return self.d_k if self.d_k is not None else self.d_model // self.n_heads
+        """d_v: value size of one head (d_model // n_heads unless given: Table 3 row (B)
+        changes d_k alone and keeps d_v = 64)."""
+        return self.d_v if self.d_v is not None else self.d_model // self.n_heads
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> Self:
