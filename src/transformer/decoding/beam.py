@@ -110,7 +110,7 @@ def beam_search(
     while sents.numel():
         step += 1
         n = sents.numel()
-        logp = next_logprobs(model, prefix, memory, src_pad_mask, cache)  # (N*K, V)
+        logp = next_logprobs(model, prefix, memory, src_pad_mask, cache, ids)  # (N*K, V)
         vocab = logp.size(-1)
         logp = block_eos(logp.view(n, k, vocab), ids.eos, step, min_len)  # (N, K, V)
         cand = (scores.unsqueeze(-1) + logp).view(n, k * vocab)  # (N, K*V)

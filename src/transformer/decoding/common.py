@@ -121,17 +121,24 @@ def next_logprobs(
     memory: Tensor,
     src_pad_mask: Tensor,
     cache: Cache | None,
+    ids: SpecialIds,
 ) -> Tensor:
     """Log-probabilities of the next token after each row of `prefix`: (N, V) float32.
 
     prefix (N, t) int64 starts with <s>. Without a cache the whole prefix is recomputed; with
-    one only the positions not yet cached (prefix[:, cache.length:]) are fed.
+    one only the positions not yet cached (prefix[:, cache.length:]) are fed. <pad> and <s>
+    (unless it is also </s>) can never be generated: their log-probabilities become -inf
+    after normalisation, so every other token keeps the model's own log-probability.
     """
     if cache is None:
         logits = model.decode(prefix, memory, src_pad_mask)  # (N, t, V)
     else:
         logits = model.decode(prefix[:, cache.length :], memory, src_pad_mask, cache=cache)
-    return logits[:, -1].float().log_softmax(dim=-1)  # (N, V)
+    logp = logits[:, -1].float().log_softmax(dim=-1)  # (N, V)
+    logp[:, ids.pad] = float("-inf")
+    if ids.bos != ids.eos:
+        logp[:, ids.bos] = float("-inf")
+    return logp
 
 
 def block_eos(logprobs: Tensor, eos_id: int, step: int, min_len: int) -> Tensor:

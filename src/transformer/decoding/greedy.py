@@ -59,7 +59,7 @@ def greedy_decode(
     step = 0
     while rows.numel():
         step += 1
-        logp = block_eos(next_logprobs(model, prefix, memory, src_pad_mask, cache), ids.eos,
+        logp = block_eos(next_logprobs(model, prefix, memory, src_pad_mask, cache, ids), ids.eos,
                          step, min_len)  # (N, V)
         best, token = logp.max(dim=-1)  # (N,), (N,)
         logprob = logprob + best
