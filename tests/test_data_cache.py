@@ -10,7 +10,15 @@ import zipfile
 import numpy as np
 import pytest
 
-from transformer.data import DataError, encode_parallel, encode_text, read_parallel
+from conftest import corpus_dir
+from transformer.data import (
+    DataError,
+    TokenBatcher,
+    encode_parallel,
+    encode_text,
+    load_multi30k,
+    read_parallel,
+)
 from transformer.data.cache import take_ragged
 
 
@@ -144,3 +152,23 @@ def test_encode_text_cached(tmp_path):
     assert ids.tolist() == [ord(c) + 4 for c in "ROMEO:\nBut soft!\n"] and tok.calls == 1
     again = encode_text(tmp_path / "play.txt", tok, **kwargs)
     assert tok.calls == 1 and again.tolist() == ids.tolist()
+
+
+def test_real_bpe_round_trip_through_cache_and_batches(tmp_path):
+    """Integration with the project's BPE: batch rows decode back to the original pairs."""
+    tokenizers = pytest.importorskip("transformer.tokenizers")
+
+    root = corpus_dir("multi30k").parent
+    corpus = load_multi30k("val", "de", "en", data_dir=root, download_missing=False)
+    bpe = tokenizers.BPE.train(corpus.src + corpus.tgt, 300)
+    bpe.save(tmp_path / "bpe.json")
+    kwargs = {"tokenizer_file": tmp_path / "bpe.json", "cache_dir": tmp_path, "progress": False}
+    encode_parallel(corpus, bpe, **kwargs)
+    data = encode_parallel(corpus, tokenizers.BPE.load(tmp_path / "bpe.json"), **kwargs)
+    assert data.from_cache
+    batch = next(iter(TokenBatcher(data, 2000, seed=0)))
+    for row, i in enumerate(batch.indices.tolist()):
+        src = batch.src[row][batch.src[row].ne(bpe.pad_id)].tolist()
+        out = batch.tgt_out[row][batch.tgt_out[row].ne(bpe.pad_id)].tolist()
+        assert out[-1] == bpe.eos_id and batch.tgt_in[row, 0] == bpe.bos_id
+        assert bpe.decode(src) == corpus.src[i] and bpe.decode(out[:-1]) == corpus.tgt[i]
