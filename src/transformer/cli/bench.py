@@ -11,6 +11,7 @@ import importlib
 # name -> (module under transformer.bench, one-line help)
 BENCHES = {
     "attention": ("attention", "the exercise's attention benchmarks + long-sequence table"),
+    "data": ("data", "Multi30k pipeline: encode vs cache, batches/s, bucketed vs fixed padding"),
 }
 
 
