@@ -8,6 +8,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import corpus_dir
 from transformer.data import (
@@ -171,3 +173,24 @@ def test_limits_and_bad_arguments():
         FixedSizeBatcher(data, 0)
     with pytest.raises(DataError, match="epoch"):
         batcher.plan(-1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.tuples(st.integers(1, 30), st.integers(1, 30)), min_size=1, max_size=60),
+    max_tokens=st.integers(31, 400),
+    pool_size=st.integers(1, 80),
+    max_sentences=st.one_of(st.none(), st.integers(1, 10)),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_partition_and_budget(lengths, max_tokens, pool_size, max_sentences, seed):
+    data = make_data([[5] * s for s, _ in lengths], [[6] * t for _, t in lengths])
+    batcher = TokenBatcher(
+        data, max_tokens, pool_size=pool_size, max_sentences=max_sentences, seed=seed
+    )
+    plan = batcher.plan(seed % 3)
+    assert sorted(i for b in plan for i in b.tolist()) == list(range(len(lengths)))
+    for b in plan:
+        assert len(b) >= 1 and (max_sentences is None or len(b) <= max_sentences)
+        assert len(b) * max(lengths[i][0] for i in b) <= max_tokens
+        assert len(b) * (max(lengths[i][1] for i in b) + 1) <= max_tokens
