@@ -128,8 +128,24 @@ def test_max_len_skips_and_counts(files):
         assert data.tgt(j).tolist() == [ord(c) + 4 for c in corpus.tgt[i]]
     assert data.counts.too_many_tokens == len(corpus) - len(keep)
     assert data.counts.kept == len(keep)
-    with pytest.raises(DataError, match="empty corpus after the 1-token limit"):
-        data.filter_max_len(1)
+    with pytest.raises(DataError, match=r"empty corpus after tokenization \(max_len=1\)"):
+        data.filter_lengths(1)
+
+
+def test_pairs_encoding_to_nothing_are_skipped_and_counted(files):
+    tmp, _ = files
+
+    class NoVowels:  # stand-in that drops vowels: "a", "die", ... may encode to nothing
+        def encode(self, text):
+            return [ord(c) for c in text if c not in "aeiouäöü \t"]
+
+    corpus = read_parallel(tmp / "s.txt", tmp / "t.txt")
+    codes = [(NoVowels().encode(s), NoVowels().encode(t)) for s, t in zip(corpus.src, corpus.tgt)]
+    keep = [i for i, (s, t) in enumerate(codes) if s and t]
+    data = encode_parallel(corpus, NoVowels(), progress=False)
+    assert 0 < len(keep) < len(corpus) and len(data) == data.counts.kept == len(keep)
+    assert data.counts.empty == len(corpus) - len(keep)
+    assert [data.src(j).tolist() for j in range(len(data))] == [codes[i][0] for i in keep]
 
 
 def test_take_ragged_matches_lists():

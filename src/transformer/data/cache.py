@@ -141,24 +141,29 @@ class EncodedParallel:
             line_numbers=self.line_numbers[keep],
         )
 
-    def filter_max_len(self, max_len: int) -> EncodedParallel:
-        """Skip (and count in `counts.too_many_tokens`) pairs with a side over `max_len`
-        tokens. Raises `DataError` when nothing is left."""
-        if not isinstance(max_len, int) or max_len < 1:
-            raise DataError(f"max_len must be a positive integer, got {max_len!r}")
-        ok = (self.src_lengths <= max_len) & (self.tgt_lengths <= max_len)
-        keep = np.flatnonzero(ok)
-        dropped = len(self) - len(keep)
+    def filter_lengths(self, max_len: int | None = None) -> EncodedParallel:
+        """Skip and count pairs whose encoding has an empty side (in `counts.empty`) or,
+        when `max_len` is set, a side over `max_len` tokens (in `counts.too_many_tokens`).
+        Raises `DataError` when nothing is left."""
+        if max_len is not None and (not isinstance(max_len, int) or max_len < 1):
+            raise DataError(f"max_len must be a positive integer or None, got {max_len!r}")
+        src_len, tgt_len = self.src_lengths, self.tgt_lengths
+        empty = (src_len == 0) | (tgt_len == 0)
+        long = ~empty & (np.maximum(src_len, tgt_len) > (max_len or np.inf))
+        keep = np.flatnonzero(~empty & ~long)
         counts = replace(
             self.counts,
-            kept=self.counts.kept - dropped,
-            too_many_tokens=self.counts.too_many_tokens + dropped,
+            kept=len(keep),
+            empty=self.counts.empty + int(empty.sum()),
+            too_many_tokens=self.counts.too_many_tokens + int(long.sum()),
         )
         if len(keep) == 0:
-            raise DataError(f"empty corpus after the {max_len}-token limit: {counts.describe()}")
-        if dropped:
-            log.info("skipped %d pairs over %d tokens: %s", dropped, max_len, counts.describe())
-        return replace(self.select(keep), counts=counts)
+            raise DataError(f"empty corpus after tokenization (max_len={max_len}): "
+                            f"{counts.describe()}")  # fmt: skip
+        if len(keep) < len(self):
+            log.info("after tokenization (max_len=%s): %s", max_len, counts.describe())
+            return replace(self.select(keep), counts=counts)
+        return self
 
 
 def take_ragged(
@@ -188,8 +193,9 @@ def encode_parallel(
     """Tokenize both sides of `corpus`, through the cache in `cache_dir` when given.
 
     `tokenizer_file` (the saved tokenizer, e.g. `BPE.save`'s JSON) is required with a
-    cache: its bytes are part of the key. `max_len`: skip and count pairs with a side of
-    more than `max_len` tokens (applied after the cache, so it does not change the key).
+    cache: its bytes are part of the key. Pairs with a side that encodes to no token, or
+    (with `max_len`) to more than `max_len` tokens, are skipped and counted (applied after
+    the cache, so `max_len` does not change the key).
     """
 
     def build() -> dict[str, np.ndarray]:
@@ -216,7 +222,7 @@ def encode_parallel(
         cache_path=path,
         from_cache=hit,
     )
-    return encoded if max_len is None else encoded.filter_max_len(max_len)
+    return encoded.filter_lengths(max_len)
 
 
 def _arrays_match(arrays: dict[str, np.ndarray], n: int) -> bool:
