@@ -1,0 +1,189 @@
+"""`transformer.attention.attend`, the fast path, against the float64 loop reference, torch's
+SDPA and numerical gradients, on every code path (fused SDPA with is_causal / a small causal
+mask / a padding or full mask, the fix-up for kernels without zero rows, and the weights path).
+Shape legend: B batch, H heads, T queries, S keys, Dk/Dv head dims."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from test_attention import close, reference_attention
+from transformer import attention as A
+
+
+def causal_reference_mask(t, s):
+    """(T, S) bool by a loop: query i is position i + S - T and sees keys 0 .. i + S - T."""
+    return torch.tensor([[j > i + s - t for j in range(s)] for i in range(t)])
+
+
+@st.composite
+def attend_inputs(draw):
+    b, h, t, s = (draw(st.integers(1, 4)) for _ in range(4))
+    d_k, d_v = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    dtype = draw(st.sampled_from([torch.float32, torch.float64]))
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31)))
+    q = torch.randn(b, h, t, d_k, generator=gen, dtype=dtype)
+    k = torch.randn(b, h, s, d_k, generator=gen, dtype=dtype)
+    v = torch.randn(b, h, s, d_v, generator=gen, dtype=dtype)
+    kind = draw(st.sampled_from(["none", "padding", "full", "pattern"]))
+    p = draw(st.sampled_from([0.2, 0.6, 1.0]))
+    shape = {"none": None, "padding": (b, 1, 1, s), "full": (b, h, t, s), "pattern": (t, s)}[kind]
+    mask = None if shape is None else torch.rand(shape, generator=gen) < p
+    if mask is not None and draw(st.booleans()):
+        mask = mask.to(torch.uint8)
+    return q, k, v, mask, draw(st.booleans())
+
+
+def combined_mask(mask, causal, t, s):
+    if not causal:
+        return mask
+    future = causal_reference_mask(t, s)
+    return future if mask is None else mask.bool() | future
+
+
+@settings(max_examples=50, deadline=None)
+@given(attend_inputs())
+def test_attend_matches_reference(inputs):
+    q, k, v, mask, causal = inputs
+    t, s = q.shape[-2], k.shape[-2]
+    expected, expected_weights = reference_attention(q, k, v, combined_mask(mask, causal, t, s))
+    out, weights = A.attend(q, k, v, mask, causal=causal)
+    assert weights is None
+    close(out, expected, q.dtype)
+    out, weights = A.attend(q, k, v, mask, causal=causal, need_weights=True)
+    close(out, expected, q.dtype)
+    close(weights, expected_weights, q.dtype)
+    sums = weights.sum(-1)  # (B, H, T): 1, or 0 where the query sees no key
+    visible = torch.from_numpy(expected_weights.sum(-1) > 0)
+    torch.testing.assert_close(sums, visible.to(sums.dtype), atol=1e-5, rtol=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(inputs=attend_inputs())
+def test_attend_fixup_path_matches_reference(monkeypatch_module, inputs):
+    """The path for kernels that return NaN on fully-masked rows (CUDA, torch < 2.5), forced."""
+    q, k, v, mask, causal = inputs
+    t, s = q.shape[-2], k.shape[-2]
+    expected, _ = reference_attention(q, k, v, combined_mask(mask, causal, t, s))
+    close(A.attend(q, k, v, mask, causal=causal)[0], expected, q.dtype)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(A, "_sdpa_zeroes_fully_masked_rows", lambda *args: False)
+        yield mp
+
+
+@pytest.mark.parametrize("t", [1, 3, 6])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_causal_matches_torch_sdpa(t, dtype):
+    """T == S against torch's is_causal; T < S (cached prefix) against the last T rows of it."""
+    q, k, v = (torch.randn(2, 3, 6, 8, dtype=dtype) for _ in range(3))
+    expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)[:, :, -t:]
+    for need_weights in (False, True):
+        out, _ = A.attend(q[:, :, -t:], k, v, causal=True, need_weights=need_weights)
+        torch.testing.assert_close(out, expected)
+
+
+def test_causal_without_padding_builds_no_mask(monkeypatch):
+    """T == S uses is_causal=True, T == 1 needs no mask: no (T, S) tensor is materialised."""
+
+    def refuse(*args):
+        raise AssertionError("a (T, S) causal mask was built")
+
+    monkeypatch.setattr(A, "_future_mask", refuse)
+    q, k, v = (torch.randn(2, 4, 16, 8) for _ in range(3))
+    A.attend(q, k, v, causal=True)
+    A.attend(q[:, :, -1:], k, v, causal=True)
+    A.attend(q[:, :, -1:], k, v, torch.rand(2, 1, 1, 16) < 0.5, causal=True)
+
+
+@pytest.mark.parametrize("fixup", [False, True])
+@pytest.mark.parametrize("need_weights", [False, True])
+@pytest.mark.parametrize("case", ["padding", "causal+padding", "causal T>S", "full"])
+def test_fully_masked_queries_zero_with_finite_gradients(case, need_weights, fixup, monkeypatch):
+    if fixup:
+        monkeypatch.setattr(A, "_sdpa_zeroes_fully_masked_rows", lambda *args: False)
+    t, s = (6, 4) if case == "causal T>S" else (4, 4)
+    q, k, v = (torch.randn(2, 2, n, 3, dtype=torch.float64, requires_grad=True) for n in (t, s, s))
+    mask, causal = None, case.startswith("causal")
+    if case in ("padding", "causal+padding"):
+        mask = torch.zeros(2, 1, 1, s, dtype=torch.bool)
+        mask[1] = True  # sequence 1 is all padding
+        mask[0, ..., 0] = True  # key 0 of sequence 0 is padding: causal query 0 sees nothing
+    elif case == "full":
+        mask = torch.rand(2, 2, t, s) < 0.4
+        mask[0, 1, 2] = True
+    out, weights = A.attend(q, k, v, mask, causal=causal, need_weights=need_weights)
+    full = combined_mask(mask, causal, t, s)
+    dead = torch.broadcast_to(full, (2, 2, t, s)).all(-1)  # (B, H, T)
+    assert dead.any()
+    assert out[dead].eq(0).all()
+    if need_weights:
+        assert weights[dead].eq(0).all()
+    close(out, reference_attention(q, k, v, full)[0], q.dtype)
+    (out * torch.randn_like(out)).sum().backward()
+    assert all(x.grad.isfinite().all() for x in (q, k, v))
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+def test_gradients_match_numerical_differentiation(causal, need_weights):
+    q, k, v = (torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    mask = torch.tensor([False, False, True]).view(1, 1, 1, 3)
+
+    def fn(q, k, v):
+        return A.attend(q, k, v, mask, causal=causal, need_weights=need_weights)[0]
+
+    assert torch.autograd.gradcheck(fn, (q, k, v))
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_dropout_is_unbiased_and_off_at_zero(need_weights):
+    """Inverted dropout on the weights: with V = 1 every output is sum_j keep_j w_j / (1 - p),
+    whose mean is 1 (the weights sum to 1); at p = 0 the output is deterministic."""
+    q, k = torch.randn(64, 4, 16, 8), torch.randn(64, 4, 16, 8)
+    v = torch.ones(64, 4, 16, 8)
+    mask = torch.rand(64, 1, 1, 16) < 0.3
+    mask[..., 0] = False
+    eval_a, _ = A.attend(q, k, v, mask, dropout_p=0.0, need_weights=need_weights)
+    eval_b, _ = A.attend(q, k, v, mask, dropout_p=0.0, need_weights=need_weights)
+    assert torch.equal(eval_a, eval_b)
+    torch.testing.assert_close(eval_a, torch.ones_like(eval_a))
+    train, weights = A.attend(q, k, v, mask, dropout_p=0.5, need_weights=need_weights)
+    per_query = train[..., 0]  # (B, H, T): the Dv columns are equal when V = 1
+    assert per_query.std() > 0.1  # dropout happened
+    assert abs(per_query.mean().item() - 1.0) < 0.03  # ~8 standard errors
+    if need_weights:  # the returned weights are the ones before dropout
+        torch.testing.assert_close(weights.sum(-1), torch.ones(64, 4, 16))
+
+
+def test_weights_only_when_asked():
+    q, k, v = (torch.randn(2, 2, 5, 4) for _ in range(3))
+    assert A.attend(q, k, v)[1] is None
+    assert A.attend(q, k, v, causal=True, dropout_p=0.1)[1] is None
+    weights = A.attend(q, k, v, causal=True, need_weights=True)[1]
+    assert weights.shape == (2, 2, 5, 5)
+    assert weights.triu(1).eq(0).all()
+
+
+def test_probe_trusts_only_the_cpu():
+    assert not A._sdpa_zeroes_fully_masked_rows("cuda", torch.float32, False)
+    assert isinstance(A._sdpa_zeroes_fully_masked_rows("cpu", torch.float32, False), bool)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    q, k, v = (torch.randn(2, 4, 33, 16) for _ in range(3))
+    mask = torch.rand(2, 1, 1, 33) < 0.3
+    mask[1] = True
+    for causal in (False, True):
+        expected, _ = A.attend(q, k, v, mask, causal=causal)
+        got, _ = A.attend(q.cuda(), k.cuda(), v.cuda(), mask.cuda(), causal=causal)
+        np.testing.assert_allclose(got.cpu().numpy(), expected.numpy(), atol=1e-4, rtol=1e-3)
