@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from transformer.cli import bench
+from transformer.cli import average, bench, demo, train
 
 # The sub-command modules, in the order `--help` shows them.
-COMMANDS = [bench]
+COMMANDS = [demo, train, average, bench]
 
 
 class UserError(Exception):
