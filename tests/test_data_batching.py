@@ -16,7 +16,6 @@ from transformer.data import (
     DataError,
     EncodedParallel,
     FixedSizeBatcher,
-    SkipCounts,
     TokenBatcher,
     encode_parallel,
     load_multi30k,
@@ -26,15 +25,7 @@ PAD, BOS, EOS = 0, 1, 2
 
 
 def make_data(src_rows: list[list[int]], tgt_rows: list[list[int]]) -> EncodedParallel:
-    def ragged(rows):
-        offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
-        return np.array([x for r in rows for x in r], dtype=np.int32), offsets
-
-    (src_ids, src_off), (tgt_ids, tgt_off) = ragged(src_rows), ragged(tgt_rows)
-    n = len(src_rows)
-    return EncodedParallel(
-        src_ids, src_off, tgt_ids, tgt_off, np.arange(1, n + 1), SkipCounts(lines=n, kept=n)
-    )
+    return EncodedParallel.from_lists(src_rows, tgt_rows)
 
 
 def random_data(n: int = 500, seed: int = 0) -> tuple[EncodedParallel, list, list]:
@@ -173,6 +164,13 @@ def test_limits_and_bad_arguments():
         FixedSizeBatcher(data, 0)
     with pytest.raises(DataError, match="epoch"):
         batcher.plan(-1)
+    with pytest.raises(DataError, match="epoch"):
+        batcher.plan(1.0)
+    with pytest.raises(DataError, match="2 sources but 1 targets"):
+        EncodedParallel.from_lists([[4], [5]], [[6]])
+    # Positions read back from a checkpoint may be NumPy integers.
+    first = next(batcher.iterate((np.int64(0), np.int64(1))))
+    assert (first.epoch, first.index) == (0, 1)
 
 
 @settings(max_examples=40, deadline=None)

@@ -19,6 +19,7 @@ Exact resume: a data position is (epoch, batch index); the plan of an epoch depe
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 
@@ -55,12 +56,15 @@ class Batch:
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """The batch with its tensors on `device`."""
-        moved = {
-            f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
-            for f in fields(self)
-            if isinstance(getattr(self, f.name), torch.Tensor)
-        }
-        return replace(self, **moved)
+        return self._map(lambda x: x.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        """The batch in page-locked memory (for asynchronous host-to-GPU copies)."""
+        return self._map(torch.Tensor.pin_memory)
+
+    def _map(self, fn) -> Batch:
+        tensors = {f.name: getattr(self, f.name) for f in fields(self)}
+        return replace(self, **{k: fn(v) for k, v in tensors.items() if torch.is_tensor(v)})
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,7 @@ class EpochPlan:
 
     def plan(self, epoch: int) -> list[np.ndarray]:
         """The index array of each batch of `epoch`, deterministic given (seed, epoch)."""
-        if not isinstance(epoch, int) or epoch < 0:
-            raise DataError(f"epoch must be an integer >= 0, got {epoch!r}")
+        epoch = _index(epoch, "epoch")
         if self._cached is None or self._cached[0] != epoch:
             rng = np.random.default_rng([self.seed, epoch])
             self._cached = (epoch, self._plan(rng))
@@ -108,9 +111,10 @@ class EpochPlan:
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator:
         """The batches of `epoch` from batch index `start` on."""
-        plan = self.plan(epoch)
-        if not isinstance(start, int) or not 0 <= start <= len(plan):
+        epoch, plan = _index(epoch, "epoch"), self.plan(epoch)
+        if _index(start, "batch index") > len(plan):
             raise DataError(f"batch index {start!r} out of range 0..{len(plan)} (epoch {epoch})")
+        start = int(start)
         for i in range(start, len(plan)):
             after = (epoch, i + 1) if i + 1 < len(plan) else (epoch + 1, 0)
             yield self._make(plan[i], epoch, i, after)
@@ -129,6 +133,17 @@ class EpochPlan:
 
     def __len__(self) -> int:
         return self.num_batches(0)
+
+
+def _index(value, name: str) -> int:
+    """`value` as an int >= 0 (Python or NumPy integer, e.g. from a checkpoint)."""
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise DataError(f"{name} must be an integer >= 0, got {value!r}") from None
+    if value < 0:
+        raise DataError(f"{name} must be an integer >= 0, got {value!r}")
+    return value
 
 
 class Batcher(EpochPlan):

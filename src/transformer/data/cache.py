@@ -83,12 +83,7 @@ def encode_lines(
     """Token ids of each line as (ids (N_tokens,) int32, offsets (N+1,) int64): line i is
     ids[offsets[i]:offsets[i+1]]. No <s>/</s> is added."""
     encoded = [tokenizer.encode(line) for line in tqdm(lines, desc=desc, disable=not progress)]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(ids) for ids in encoded], out=offsets[1:])
-    ids = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64, count=offsets[-1])
-    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.int32).max):
-        raise DataError(f"tokenizer produced ids outside [0, 2^31): {ids.min()}..{ids.max()}")
-    return ids.astype(np.int32), offsets
+    return _ragged(encoded)
 
 
 @dataclass(frozen=True)
@@ -108,6 +103,19 @@ class EncodedParallel:
     counts: SkipCounts
     cache_path: Path | None = None
     from_cache: bool = False
+
+    @classmethod
+    def from_lists(
+        cls, src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]]
+    ) -> EncodedParallel:
+        """In-memory pairs (source ids, target ids), e.g. a synthetic task; no cache.
+        line_numbers are 1..N and counts say N pairs kept."""
+        if len(src) != len(tgt):
+            raise DataError(f"from_lists: {len(src)} sources but {len(tgt)} targets")
+        (src_ids, src_offsets), (tgt_ids, tgt_offsets) = _ragged(src), _ragged(tgt)
+        n = len(src)
+        return cls(src_ids, src_offsets, tgt_ids, tgt_offsets,
+                   np.arange(1, n + 1, dtype=np.int64), SkipCounts(lines=n, kept=n))  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.line_numbers)
@@ -164,6 +172,16 @@ class EncodedParallel:
             log.info("after tokenization (max_len=%s): %s", max_len, counts.describe())
             return replace(self.select(keep), counts=counts)
         return self
+
+
+def _ragged(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (N_tokens,) int32, offsets (N+1,) int64) of a list of id lists."""
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=offsets[1:])
+    ids = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=offsets[-1])
+    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.int32).max):
+        raise DataError(f"token ids outside [0, 2^31): {ids.min()}..{ids.max()}")
+    return ids.astype(np.int32), offsets
 
 
 def take_ragged(
