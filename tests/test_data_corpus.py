@@ -7,6 +7,8 @@ import logging
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transformer.data import DataError, read_lines, read_parallel, read_text
 
@@ -111,3 +113,19 @@ def test_empty_corpus_is_an_error(tmp_path):
         read_parallel(a, b)
     with pytest.raises(DataError, match="max_words"):
         read_parallel(a, b, max_words=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lines=st.lists(st.text(st.characters(blacklist_characters="\n\r\ufeff")), max_size=8),
+    gz=st.booleans(),
+    final_newline=st.booleans(),
+)
+def test_property_round_trip(tmp_path_factory, lines, gz, final_newline):
+    """Any text lines written one per line read back stripped, with nothing split or lost."""
+    text = "\n".join(lines) + ("\n" if final_newline and lines else "")
+    path = write(tmp_path_factory.mktemp("rt") / "x", text, gz)
+    expected = [line.strip() for line in lines]
+    if lines and not final_newline and lines[-1] == "":
+        expected.pop()  # "a\n" + "" is the same file as ["a"] with a final newline
+    assert read_lines(path) == expected
