@@ -12,6 +12,7 @@ import importlib
 BENCHES = {
     "attention": ("attention", "the exercise's attention benchmarks + long-sequence table"),
     "data": ("data", "Multi30k pipeline: encode vs cache, batches/s, bucketed vs fixed padding"),
+    "model": ("model", "training step vs nn.Transformer (tokens/s, MFU); --params: Table 3"),
 }
 
 

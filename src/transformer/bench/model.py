@@ -1,0 +1,199 @@
+"""`transformer bench model`: a full training step of our Transformer vs `nn.Transformer`.
+
+Both models get the same token embeddings, positions and tied output layer (ours), the same
+config, the same padded batches and the same loss (cross-entropy, label smoothing 0.1, padding
+ignored) and Adam; the steps alternate ours/reference so load drifts hit both alike. Reported:
+real (non-pad) target tokens/s (median step time of the repeats), the ratio ours/reference,
+and model FLOP utilisation: analytic training FLOPs (3 x forward matmul FLOPs over the padded
+shapes: projections, FFN, attention scores and sums, output layer) per second, divided by a
+float32 matrix-multiply ceiling measured in the same run (best of a few square `torch.mm`).
+
+`--params` prints the paper's Table 3 parameter counts instead (37,000 shared vocabulary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transformer.config import ModelConfig
+from transformer.models import Transformer, count_parameters, parameter_count
+
+# Benchmark sizes: (config overrides of "base", pairs per batch, min length, max length).
+SIZES = {
+    "small": (dict(d_model=256, n_heads=4, n_encoder_layers=3, n_decoder_layers=3, d_ff=1024,
+                   src_vocab_size=8000, tgt_vocab_size=8000), 256, 13, 16),
+    "base": (dict(src_vocab_size=8000, tgt_vocab_size=8000), 256, 13, 16),
+    "tiny": (dict(d_model=64, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=128,
+                  src_vocab_size=500, tgt_vocab_size=500), 8, 5, 8),
+}
+
+TABLE3_ROWS = [
+    ("base", {}, 65), ("big", {"d_model": 1024, "d_ff": 4096, "n_heads": 16}, 213),
+    ("(B) d_k=16", {"d_k": 16}, 58), ("(B) d_k=32", {"d_k": 32}, 60),
+    ("(C) N=2", {"n_encoder_layers": 2, "n_decoder_layers": 2}, 36),
+    ("(C) N=4", {"n_encoder_layers": 4, "n_decoder_layers": 4}, 50),
+    ("(C) N=8", {"n_encoder_layers": 8, "n_decoder_layers": 8}, 80),
+    ("(C) d_model=256", {"d_model": 256, "d_k": 32, "d_v": 32}, 28),
+    ("(C) d_model=1024", {"d_model": 1024, "d_k": 128, "d_v": 128}, 168),
+    ("(C) d_ff=1024", {"d_ff": 1024}, 53), ("(C) d_ff=4096", {"d_ff": 4096}, 90),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", action="store_true",
+                        help="print the Table 3 parameter counts and exit")
+    parser.add_argument("--sizes", default="small,base",
+                        help=f"comma-separated sizes from {sorted(SIZES)} (default small,base)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per model")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per model first")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def print_table3() -> None:
+    print("Table 3 parameter counts, 37,000-token shared source/target/output vocabulary")
+    print(f"{'row':<18}{'paper (M)':>10}{'ours (M)':>12}{'diff':>8}")
+    for name, overrides, paper in TABLE3_ROWS:
+        ours = parameter_count(ModelConfig.preset("base", **overrides))
+        print(f"{name:<18}{paper:>10}{ours / 1e6:>12.2f}{ours / (paper * 1e6) - 1:>+8.1%}")
+
+
+class ReferenceModel(nn.Module):
+    """`nn.Transformer` between our embeddings/positions and our tied output layer."""
+
+    def __init__(self, cfg: ModelConfig, ours: Transformer) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed, self.pos, self.dropout = ours.src_embed, ours.src_pos, nn.Dropout(cfg.dropout)
+        self.core = nn.Transformer(
+            d_model=cfg.d_model, nhead=cfg.n_heads, num_encoder_layers=cfg.n_encoder_layers,
+            num_decoder_layers=cfg.n_decoder_layers, dim_feedforward=cfg.d_ff,
+            dropout=cfg.dropout, activation=cfg.activation, batch_first=True,
+            norm_first=cfg.norm_first, layer_norm_eps=cfg.layer_norm_eps)
+        if not cfg.norm_first:  # the paper's post-norm stacks have no final LayerNorm
+            self.core.encoder.norm, self.core.decoder.norm = nn.Identity(), nn.Identity()
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        pad = src.eq(self.cfg.pad_id)  # (B, S)
+        t = tgt.shape[1]
+        causal = torch.ones(t, t, dtype=torch.bool, device=tgt.device).triu(1)
+        x_src = self.dropout(self.embed(src) + self.pos(src.shape[1]))
+        x_tgt = self.dropout(self.embed(tgt) + self.pos(t))
+        hidden = self.core(x_src, x_tgt, tgt_mask=causal, src_key_padding_mask=pad,
+                           memory_key_padding_mask=pad, tgt_is_causal=True)
+        return F.linear(hidden, self.embed.weight)  # (B, T, V)
+
+
+def make_batch(n: int, lo: int, hi: int, vocab: int, gen: torch.Generator):
+    """Padded (src (B, S), tgt_in (B, T), tgt_out (B, T)) with lengths uniform in lo..hi."""
+    def padded(lengths, extra):
+        ids = torch.randint(1, vocab, (n, int(lengths.max()) + extra), generator=gen)
+        ids[torch.arange(ids.shape[1])[None, :] >= (lengths + extra)[:, None]] = 0
+        return ids
+    src = padded(torch.randint(lo, hi + 1, (n,), generator=gen), 0)
+    tgt = padded(torch.randint(lo, hi + 1, (n,), generator=gen), 1)
+    return src, tgt[:, :-1], tgt[:, 1:]
+
+
+def training_flops(cfg: ModelConfig, b: int, s: int, t: int) -> float:
+    """3 x forward matmul FLOPs (backward = 2 x forward) of one step on padded shapes."""
+    d, f, h = cfg.d_model, cfg.d_ff, cfg.n_heads
+    dk, dv = cfg.head_dim_k, cfg.head_dim_v
+    proj = 2 * d * h * (2 * dk + dv) + 2 * h * dv * d  # per token, one attention's linears
+    ffn = 4 * d * f
+    enc = b * s * (proj + ffn) + b * h * s * s * 2 * (dk + dv)
+    dec_tok = b * t * (2 * proj + ffn)  # self + cross projections (cross K/V on source below)
+    dec_tok += b * (s - t) * 2 * d * h * (dk + dv)  # cross K/V run over S, not T, positions
+    dec_att = b * h * (t * t + t * s) * 2 * (dk + dv)
+    out = b * t * 2 * d * cfg.tgt_vocab_size
+    return 3.0 * (cfg.n_encoder_layers * enc + cfg.n_decoder_layers * (dec_tok + dec_att) + out)
+
+
+def matmul_ceiling(repeats: int = 5) -> float:
+    """Best float32 torch.mm throughput (FLOP/s) over a few square sizes, median of repeats."""
+    best = 0.0
+    for n in (512, 1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - start)
+        best = max(best, 2 * n**3 / statistics.median(times))
+    return best
+
+
+def train_step(model, optimizer, batch, cfg: ModelConfig) -> float:
+    src, tgt_in, tgt_out = batch
+    start = time.perf_counter()
+    logits = model(src, tgt_in)  # (B, T, V)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1),
+                           ignore_index=cfg.pad_id, label_smoothing=cfg.label_smoothing)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def bench_size(name: str, args) -> dict:
+    overrides, n_pairs, lo, hi = SIZES[name]
+    cfg = ModelConfig.preset("base", **overrides)
+    gen = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(args.seed)
+    ours = Transformer(cfg).train()
+    ref = ReferenceModel(cfg, Transformer(cfg)).train()
+    opts = [torch.optim.Adam(m.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+            for m in (ours, ref)]
+    batches = [make_batch(n_pairs, lo, hi, cfg.src_vocab_size, gen)
+               for _ in range(args.warmup + args.repeats)]
+    times: list[list[float]] = [[], []]
+    for i, batch in enumerate(batches):
+        for j, (model, opt) in enumerate(zip((ours, ref), opts)):
+            elapsed = train_step(model, opt, batch, cfg)
+            if i >= args.warmup:
+                times[j].append(elapsed)
+    timed = batches[args.warmup:]
+    tokens = statistics.mean(int(b[2].ne(cfg.pad_id).sum()) for b in timed)
+    flops = statistics.mean(training_flops(cfg, b[0].shape[0], b[0].shape[1], b[1].shape[1])
+                            for b in timed)
+    med = [statistics.median(ts) for ts in times]
+    return dict(name=name, params=(count_parameters(ours), count_parameters(ref)),
+                tokens=tokens, step=med, tok_s=[tokens / m for m in med],
+                flop_s=[flops / m for m in med], flops=flops)
+
+
+def run(args) -> int:
+    if args.params:
+        print_table3()
+        return 0
+    names = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    for s in names:
+        if s not in SIZES:
+            from transformer.cli import UserError
+            raise UserError(f"--sizes: unknown size {s!r}; choose from {sorted(SIZES)}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    ceiling = matmul_ceiling()
+    print(f"matmul ceiling (float32 torch.mm, best size): {ceiling / 1e9:.1f} GFLOP/s")
+    rows = [bench_size(name, args) for name in names]
+    ceiling = max(ceiling, matmul_ceiling())  # measured again after, the better one counts
+    print(f"matmul ceiling after: {ceiling / 1e9:.1f} GFLOP/s (best of before/after used)")
+    header = (f"{'size':<6}{'model':<16}{'params':>12}{'step s':>9}{'tgt tok/s':>11}"
+              f"{'GFLOP/s':>9}{'MFU':>7}{'ratio':>7}")
+    print(header)
+    for r in rows:
+        for j, label in enumerate(("ours", "nn.Transformer")):
+            ratio = r["tok_s"][0] / r["tok_s"][1] if j == 0 else 1.0
+            print(f"{r['name']:<6}{label:<16}{r['params'][j]:>12,}{r['step'][j]:>9.3f}"
+                  f"{r['tok_s'][j]:>11.0f}{r['flop_s'][j] / 1e9:>9.1f}"
+                  f"{r['flop_s'][j] / ceiling:>7.1%}{ratio:>7.2f}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}; median of {args.repeats} steps "
+          f"after {args.warmup} warm-up; tokens = real (non-pad) target tokens per step")
+    return 0
