@@ -78,7 +78,9 @@ def encode_text(
     return arrays["ids"]
 
 
-def split_train_val(ids: Sequence[int] | np.ndarray, val_fraction: float = 0.1):
+def split_train_val(
+    ids: Sequence[int] | np.ndarray, val_fraction: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
     """(train, val): the first (1 - val_fraction) of the tokens and the rest (nanoGPT's
     convention for Tiny Shakespeare: first 90% / last 10%)."""
     if not 0.0 < val_fraction < 1.0:
