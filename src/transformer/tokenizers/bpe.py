@@ -8,7 +8,8 @@ knows where words end. Training learns exactly the merges of `subword-nmt learn-
 `subword-nmt apply-bpe`, with a per-word cache.
 
 Ids: 0 `<pad>`, 1 `<s>`, 2 `</s>`, 3 `<unk>`, then the base symbols (sorted), then one token
-per merge (in merge order). Characters never seen in training become `<unk>`.
+per merge (in merge order). Every character seen in training is a base symbol in both forms
+("e" and "e</w>"); characters never seen in training become `<unk>`.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ class BPE:
         for word, freq in counts.items():
             key = cls._initial(word, end_of_word)
             table[key] = table.get(key, 0) + freq
-        base = {sym for word in table for sym in word}
+        chars = {ch for word in counts for ch in word}
+        base = chars if end_of_word is None else chars | {ch + end_of_word for ch in chars}
         merges = learn_merges(table, num_merges, min_frequency, progress)
         return cls(merges, base, end_of_word)
 

@@ -1,0 +1,64 @@
+"""`to_hf_json`: the Hugging Face `tokenizers` library loads our files and encodes identically."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from conftest import corpus_dir
+from transformer.tokenizers import BPE, ByteBPE
+
+hf = pytest.importorskip("tokenizers")
+
+
+def lines_of(name: str, split: str, limit: int) -> list[str]:
+    with gzip.open(corpus_dir(name) / f"{split}.gz", "rt", encoding="utf-8") as f:
+        return f.read().splitlines(keepends=True)[:limit]
+
+
+def test_bpe_tokenizer_json_encodes_identically(tmp_path):
+    train = lines_of("multi30k", "train.en", 1500) + lines_of("multi30k", "train.de", 1500)
+    bpe = BPE.train(train, 600)
+    bpe.to_hf_json(tmp_path / "tokenizer.json")
+    theirs = hf.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert theirs.get_vocab_size() == bpe.vocab_size
+    assert [theirs.token_to_id(t) for t in ("<pad>", "<s>", "</s>", "<unk>")] == [0, 1, 2, 3]
+    texts = [
+        *lines_of("multi30k", "val.de", 300),
+        "unseen: Ωmega ✓ 42",
+        "  spaces   and\ttabs\r\n",
+        "",
+    ]
+    for text in texts:
+        got = theirs.encode(text, add_special_tokens=False)
+        assert got.ids == bpe.encode(text), text
+        assert got.tokens == [bpe.tokens[i] for i in bpe.encode(text)]
+    text = texts[0]
+    assert theirs.decode(bpe.encode(text)) == bpe.decode(bpe.encode(text))
+
+
+def test_gpt2_tokenizer_json_encodes_identically(tmp_path):
+    from test_tokenizers_bytebpe import HOSTILE, load_gpt2
+
+    gpt2 = load_gpt2()
+    gpt2.to_hf_json(tmp_path / "tokenizer.json")
+    theirs = hf.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert theirs.get_vocab_size() == 50257
+    shakespeare = lines_of("tinyshakespeare", "input.txt", 2000)
+    texts = ["".join(shakespeare), *lines_of("multi30k", "val.de", 200), *HOSTILE]
+    for text in texts:
+        if "<|endoftext|>" in text:  # HF always matches special-token text (see hf.py)
+            continue
+        got = theirs.encode(text, add_special_tokens=False)
+        assert got.ids == gpt2.encode(text), text
+        assert theirs.decode(got.ids) == text
+
+
+def test_trained_bytebpe_tokenizer_json_encodes_identically(tmp_path):
+    text = "".join(lines_of("multi30k", "val.en", 600))
+    tok = ByteBPE.train([text], 600)
+    tok.to_hf_json(tmp_path / "tokenizer.json")
+    theirs = hf.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    for line in [*lines_of("multi30k", "test_2016_flickr.en", 200), "ünïcödé ☃"]:
+        assert theirs.encode(line, add_special_tokens=False).ids == tok.encode(line)
