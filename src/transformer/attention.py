@@ -238,13 +238,14 @@ def _attend_sdpa(q, k, v, mask, causal, dropout_p):
     if causal:
         future = _future_mask(t, s, q.device)
         mask = future if mask is None else mask | future  # (.., T, S)
+    allowed = torch.logical_not(mask)  # also turns 0/1 integer masks into bool
     if _sdpa_zeroes_fully_masked_rows(q.device.type, q.dtype, dropout_p > 0):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=~mask, dropout_p=dropout_p)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
     # Fix-up for kernels that give NaN there: unmask fully-masked rows, then zero their output
-    # (whose gradient is then zero, and finite). `mask.all` is over the mask's own broadcast
+    # (whose gradient is then zero, and finite). The reduction is over the mask's own broadcast
     # shape: (B, 1, 1, 1) for a padding mask, so it is cheap unless the mask is per-query.
-    fully_masked = mask.all(dim=-1, keepdim=True)  # (.., T|1, 1)
-    allowed = ~mask | fully_masked
+    fully_masked = ~allowed.any(dim=-1, keepdim=True)  # (.., T|1, 1)
+    allowed = allowed | fully_masked
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
     return out.masked_fill(fully_masked, 0.0)
 
@@ -274,10 +275,10 @@ def attend(
     `scaled_dot_product_attention` (is_causal=True where T == S and no other mask, so no (T, S)
     mask is built); with it, broadcasting. See the dispatch note above.
     """
-    if mask is not None and mask.dtype != torch.bool:
-        mask = mask.ne(0)
     if not need_weights:
         return _attend_sdpa(q, k, v, mask, causal, dropout_p), None
+    if mask is not None and mask.dtype != torch.bool:
+        mask = mask.ne(0)
     if causal:
         future = _future_mask(q.shape[-2], k.shape[-2], q.device)  # (T, S)
         mask = future if mask is None else mask | future

@@ -1,9 +1,361 @@
-"""Placeholder: replaced by the attention benchmark."""
+"""`transformer bench attention`: the exercise's three benchmarks and a long-sequence table.
+
+1. The exercise (seeds/000): queries, heads and batch level (d_k = d_v = 64, N = M = 32, 8 heads,
+   batch 32, 0/1 integer masks from `torch.randint`), timed like its `benchmark` (one call per
+   fresh input, mean ± std over `--n-tries`), with rows for the loop, broadcasting, einsum,
+   torch's SDPA and the fast path `attend`; every output is checked against the loop's.
+2. Long sequences (B = 4, H = 8, Dk = 64, T = S = 512 and 2048; no mask, a padding mask,
+   causal; forward and forward+backward): median time of `--repeats` side-by-side repeats and
+   the peak memory of one call.
+
+Peak memory is the growth of the process's peak resident set (Linux VmHWM, reset through
+/proc/self/clear_refs after `malloc_trim`) during one call, outputs and gradients included:
+it sees every allocation torch makes on the CPU (tracemalloc does not). "n/a" elsewhere.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from transformer import attention as A
+
+D_K = D_V = 64
+N_QUERIES = M_KEYS = 32
+N_HEAD = 8
+BATCH = 32
+LONG_BATCH, LONG_HEADS = 4, 8
+TARGET_RATIO = 1.1  # the fast path may be at most 1.1x the better of broadcasting and SDPA
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--n-tries", type=int, default=100, help="exercise inputs per level")
+    parser.add_argument("--repeats", type=int, default=5, help="long-sequence repeats (median)")
+    parser.add_argument(
+        "--lengths", type=int, nargs="+", default=[512, 2048], help="long-sequence T = S"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="10 tries, 2 repeats, T = 512 only (a smoke run)"
+    )
+    parser.add_argument(
+        "--sweep", action="store_true", help="also print the broadcasting/SDPA crossover sweep"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+
+
+# ------------------------------------------------------------------------------------------
+# Adapters: every variant runs in the exercise's layout, through the same views.
+# ------------------------------------------------------------------------------------------
+
+
+def _as_batch(x: torch.Tensor, rank: int) -> torch.Tensor:
+    """Exercise tensor of the given level (rank 2: (N, D), 3: (N, H, D)) -> (B, N, H, D)."""
+    return x[None, :, None] if rank == 2 else x[None] if rank == 3 else x
+
+
+def _from_batch(out: torch.Tensor, rank: int) -> torch.Tensor:
+    return out[0, :, 0] if rank == 2 else out[0] if rank == 3 else out
+
+
+def _bhtd(fn: Callable) -> Callable:
+    """Wrap fn(q, k, v, mask4) on (B, H, N|M, D) tensors and a (B, 1, N, M) mask so that it
+    takes and returns the exercise's layout at any level."""
+
+    def run(Q, K, V, mask):
+        rank = Q.dim()
+        q, k, v = (_as_batch(x, rank).transpose(1, 2) for x in (Q, K, V))  # (B, H, N|M, D)
+        m = (mask[None] if rank < 4 else mask)[:, None]  # (B, 1, N, M)
+        return _from_batch(fn(q, k, v, m).transpose(1, 2), rank)
+
+    return run
+
+
+def _einsum_any_level(Q, K, V, mask):
+    rank = Q.dim()
+    out = A.multi_head_attention_einops(
+        *(_as_batch(x, rank) for x in (Q, K, V)), mask[None] if rank < 4 else mask
+    )
+    return _from_batch(out, rank)
+
+
+def _sdpa(q, k, v, mask):
+    """Torch's fused kernel as is: its bool mask means "may attend" (the opposite of ours)."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=torch.logical_not(mask))
+
+
+def _attend(q, k, v, mask):
+    return A.attend(q, k, v, mask)[0]
+
+
+LEVELS = {  # name -> (input shapes (Q, K, V, mask), slow loop, broadcasting)
+    "queries": (
+        [(N_QUERIES, D_K), (M_KEYS, D_K), (M_KEYS, D_V), (N_QUERIES, M_KEYS)],
+        A.slow_queries_attention,
+        A.queries_attention,
+    ),
+    "heads": (
+        [
+            (N_QUERIES, N_HEAD, D_K),
+            (M_KEYS, N_HEAD, D_K),
+            (M_KEYS, N_HEAD, D_V),
+            (N_QUERIES, M_KEYS),
+        ],
+        A.slow_heads_attention,
+        A.heads_attention,
+    ),
+    "batch": (
+        [
+            (BATCH, N_QUERIES, N_HEAD, D_K),
+            (BATCH, M_KEYS, N_HEAD, D_K),
+            (BATCH, M_KEYS, N_HEAD, D_V),
+            (BATCH, N_QUERIES, M_KEYS),
+        ],
+        A.slow_multi_head_attention,
+        A.multi_head_attention,
+    ),
+}
+
+
+# ------------------------------------------------------------------------------------------
+# Part 1: the exercise's benchmarks.
+# ------------------------------------------------------------------------------------------
+
+
+def _exercise_level(name: str, n_tries: int, gen: torch.Generator) -> dict[str, list[float]]:
+    shapes, slow, broadcast = LEVELS[name]
+    variants = {
+        f"{slow.__name__} (loop)": slow,
+        f"{broadcast.__name__} (broadcasting)": broadcast,
+        "multi_head_attention_einops (einsum)": _einsum_any_level,
+        "torch SDPA": _bhtd(_sdpa),
+        "attend (fast path)": _bhtd(_attend),
+    }
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    agree = dict.fromkeys(variants, True)
+    for i in range(n_tries + 1):  # try 0 warms up and is not recorded
+        *qkv, mask_shape = shapes
+        inputs = [torch.rand(s, generator=gen) for s in qkv]
+        inputs.append(torch.randint(0, 2, mask_shape, generator=gen))
+        names = list(variants)
+        order = names[i % len(names) :] + names[: i % len(names)]  # rotate who goes first
+        outs = {}
+        for v in order:
+            start = time.perf_counter()
+            outs[v] = variants[v](*inputs)
+            if i:
+                times[v].append(time.perf_counter() - start)
+        for v in names[1:]:
+            agree[v] &= bool(torch.allclose(outs[names[0]], outs[v]))
+    _print_level(name, times, agree, n_tries)
+    return times
+
+
+def _fmt_time(seconds: float) -> str:
+    return f"{seconds * 1e3:9.3f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:9.1f} µs"
+
+
+def _print_level(name, times, agree, n_tries):
+    names = list(times)
+    slow_mean = float(np.mean(times[names[0]]))
+    print(f"\n### {name} level ({n_tries} tries; mean ± std per call, like the exercise)\n")
+    print("| variant | agrees with loop | mean ± std | median | speedup vs loop (means) |")
+    print("|---|---|---|---|---|")
+    for v in names:
+        t = times[v]
+        check = "reference" if v == names[0] else ("yes" if agree[v] else "**NO**")
+        mean, std, med = float(np.mean(t)), float(np.std(t)), statistics.median(t)
+        print(
+            f"| {v} | {check} | {_fmt_time(mean)} ± {_fmt_time(std).strip()} | {_fmt_time(med)} "
+            f"| {slow_mean / mean:8.1f}x |"
+        )
+    best = min(statistics.median(times[names[1]]), statistics.median(times["torch SDPA"]))
+    ratio = statistics.median(times["attend (fast path)"]) / best
+    verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
+    print(f"\nfast path / better of broadcasting and SDPA (medians): {ratio:.2f} ({verdict})")
+    if name == "batch":
+        speedup = slow_mean / float(np.mean(times["attend (fast path)"]))
+        verdict = "met" if speedup >= 100 else "NOT met"
+        print(f"fast path speedup over the loop (means): {speedup:.1f}x (target >= 100: {verdict})")
+
+
+# ------------------------------------------------------------------------------------------
+# Part 2: long sequences (and the crossover sweep), time and peak memory.
+# ------------------------------------------------------------------------------------------
+
+_LIBC = ctypes.CDLL("libc.so.6") if platform.system() == "Linux" else None
+
+
+def _proc_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def _peak_mib(fn: Callable[[], None]) -> float | None:
+    """Growth of the peak resident set while fn() runs, in MiB (None where unsupported)."""
+    try:
+        _LIBC.malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
+        base = _proc_kib("VmRSS")
+        fn()
+        return (_proc_kib("VmHWM") - base) / 1024
+    except (OSError, AttributeError):
+        return None
+
+
+def _case(b: int, h: int, t: int, s: int, kind: str, gen: torch.Generator):
+    """Inputs and the three variants for one (shape, mask kind) case."""
+    q = torch.randn(b, h, t, D_K, generator=gen)
+    k, v = (torch.randn(b, h, s, D_K, generator=gen) for _ in range(2))
+    mask, causal = None, kind == "causal"
+    if kind == "padding":  # each sequence keeps its first L keys, L uniform in [S/2, S]
+        keep = torch.randint(s // 2, s + 1, (b, 1, 1, 1), generator=gen)
+        mask = torch.arange(s).view(1, 1, 1, s) >= keep  # (B, 1, 1, S)
+    allowed = None if mask is None else ~mask
+    is_causal = causal and t == s
+    if causal and t != s:
+        allowed = ~A._future_mask(t, s, q.device)
+    variants = {
+        "broadcasting": lambda q, k, v: A.attend(q, k, v, mask, causal, need_weights=True)[0],
+        "SDPA": lambda q, k, v: F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, is_causal=is_causal
+        ),
+        "attend": lambda q, k, v: A.attend(q, k, v, mask, causal)[0],
+    }
+    return (q, k, v), variants
+
+
+def _runner(fn, inputs, backward: bool) -> Callable[[], torch.Tensor]:
+    if not backward:
+
+        def forward():
+            with torch.no_grad():
+                return fn(*inputs)
+
+        return forward
+    leaves = [x.detach().requires_grad_() for x in inputs]
+
+    def forward_backward():
+        for x in leaves:
+            x.grad = None
+        out = fn(*leaves)
+        out.backward(torch.ones_like(out))
+        return out.detach()
+
+    return forward_backward
+
+
+def _compare(shape, kind, backward, repeats, gen, memory):
+    """Median seconds (and peak MiB) per variant, repeats interleaved side by side."""
+    inputs, variants = _case(*shape, kind, gen)
+    runs = {name: _runner(fn, inputs, backward) for name, fn in variants.items()}
+    outs = {name: run() for name, run in runs.items()}  # warm-up, and the agreement check
+    agree = all(torch.allclose(outs["SDPA"], o, atol=1e-5, rtol=1e-4) for o in outs.values())
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    peak = {name: _peak_mib(run) if memory else None for name, run in runs.items()}
+    return med, peak, agree
+
+
+def _long_table(lengths, repeats, gen, sweep_shapes=None) -> list[float]:
+    memory = sweep_shapes is None
+    shapes = sweep_shapes or [(LONG_BATCH, LONG_HEADS, t, t) for t in lengths]
+    head = "| B | H | T | S | mask | pass | broadcasting | SDPA | attend | attend / best | agree |"
+    if memory:
+        head += " peak MiB broadcasting / SDPA / attend |"
+    print(head)
+    print("|---" * (head.count("|") - 1) + "|")
+    ratios = []
+    for shape in shapes:
+        for kind in ("none", "padding", "causal"):
+            for backward in (False, True):
+                med, peak, agree = _compare(shape, kind, backward, repeats, gen, memory)
+                ratio = med["attend"] / min(med["broadcasting"], med["SDPA"])
+                ratios.append(ratio)
+                row = " | ".join(str(x) for x in shape)
+                row += f" | {kind} | {'fwd+bwd' if backward else 'fwd'} | "
+                row += " | ".join(_fmt_time(med[n]) for n in ("broadcasting", "SDPA", "attend"))
+                row += f" | {ratio:.2f} | {'yes' if agree else '**NO**'} |"
+                if memory:
+                    row += " " + " / ".join(_fmt_mib(peak[n]) for n in peak) + " |"
+                print(f"| {row}", flush=True)
+    return ratios
+
+
+def _fmt_mib(mib: float | None) -> str:
+    return "n/a" if mib is None else f"{mib:.0f}"
+
+
+SWEEP_SHAPES = [  # (B, H, T, S) between the exercise's sizes and the long ones; T = 1: decoding
+    (1, 1, 32, 32),
+    (1, 8, 32, 32),
+    (32, 8, 32, 32),
+    (1, 8, 128, 128),
+    (4, 8, 128, 128),
+    (4, 8, 256, 256),
+    (32, 8, 1, 64),
+    (4, 8, 1, 1024),
+]
+
+
+# ------------------------------------------------------------------------------------------
+# The command.
+# ------------------------------------------------------------------------------------------
+
+
+def _machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M).group(1)
+    except (OSError, AttributeError):
+        pass
+    return (
+        f"{model}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
+    )
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def run(args) -> int:
-    raise SystemExit("bench attention: not written yet")
+    from transformer.cli import UserError
+
+    if args.quick:
+        args.n_tries, args.repeats, args.lengths = 10, 2, [512]
+    for field in ("n_tries", "repeats"):
+        if getattr(args, field) < 1:
+            raise UserError(f"--{field.replace('_', '-')} must be at least 1")
+    if any(t < 1 for t in args.lengths):
+        raise UserError(f"--lengths must be positive, got {args.lengths}")
+    gen = torch.Generator().manual_seed(args.seed)
+    print(f"machine: {_machine()}\nload average at start (1/5/15 min): {_load()}")
+    print("\n## The exercise's benchmarks (d_k = d_v = 64, N = M = 32, 8 heads, batch 32)")
+    for name in LEVELS:
+        _exercise_level(name, args.n_tries, gen)
+    print(f"\nload average: {_load()}")
+    print(f"\n## Long sequences (B = 4, H = 8, Dk = 64; median of {args.repeats} repeats)\n")
+    ratios = _long_table(args.lengths, args.repeats, gen)
+    worst = max(ratios)
+    print(f"\nworst attend / best: {worst:.2f} (target <= {TARGET_RATIO})")
+    if args.sweep:
+        print(f"\n## Crossover sweep (median of {args.repeats} repeats)\n")
+        _long_table(None, args.repeats, gen, sweep_shapes=SWEEP_SHAPES)
+    print(f"\nload average at end: {_load()}")
+    return 0
