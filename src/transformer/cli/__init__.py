@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from transformer.cli import average, bench, demo, train
+from transformer.cli import average, bench, demo, tokenizer, train
 
 # The sub-command modules, in the order `--help` shows them.
-COMMANDS = [demo, train, average, bench]
+COMMANDS = [demo, train, average, tokenizer, bench]
 
 
 class UserError(Exception):
