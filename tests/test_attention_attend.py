@@ -173,9 +173,14 @@ def test_weights_only_when_asked():
     assert weights.triu(1).eq(0).all()
 
 
-def test_probe_trusts_only_the_cpu():
-    assert not A._sdpa_zeroes_fully_masked_rows("cuda", torch.float32, False)
-    assert isinstance(A._sdpa_zeroes_fully_masked_rows("cpu", torch.float32, False), bool)
+def test_probe_trusts_only_the_cpu_and_works_in_any_grad_mode():
+    probe = A._sdpa_zeroes_fully_masked_rows.__wrapped__  # uncached
+    assert not probe("cuda", torch.float32, False)
+    outside = probe("cpu", torch.float32, True)
+    with torch.inference_mode():
+        assert probe("cpu", torch.float32, True) == outside
+    with torch.no_grad():
+        assert probe("cpu", torch.float32, True) == outside
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

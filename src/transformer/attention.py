@@ -194,7 +194,7 @@ def _sdpa_zeroes_fully_masked_rows(device_type: str, dtype: torch.dtype, dropout
         return False
     allowed = torch.tensor([[True, True, False], [False, False, False]])  # (T=2, S=3)
     try:
-        with torch.random.fork_rng(devices=[]), torch.enable_grad():
+        with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
             q, k, v = (torch.randn(1, 1, n, 4, dtype=dtype, requires_grad=True) for n in (2, 3, 3))
             p = 0.5 if dropout else 0.0
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
