@@ -11,8 +11,10 @@ import importlib
 # name -> (module under transformer.bench, one-line help)
 BENCHES = {
     "attention": ("attention", "the exercise's attention benchmarks + long-sequence table"),
+    "decode": ("decode", "greedy/beam sentences/s, cache vs none, vs HF MarianMT generate()"),
     "data": ("data", "Multi30k pipeline: encode vs cache, batches/s, bucketed vs fixed padding"),
     "model": ("model", "training step vs nn.Transformer (tokens/s, MFU); --params: Table 3"),
+    "tokenizer": ("tokenizer", "BPE learn/encode vs subword-nmt, HF tokenizers, tiktoken"),
 }
 
 
