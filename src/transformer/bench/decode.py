@@ -1,0 +1,204 @@
+"""`transformer bench decode`: sentences/s of greedy and beam-4 decoding, with and without the
+KV cache, against Hugging Face `transformers` MarianMT `generate()` of the same size.
+
+Both models are randomly initialised with the MarianMT-like size of issue 6 (d_model 256, 3+3
+layers, 4 heads, d_ff 1024, vocabulary 8000, tied embeddings; ~7.6M parameters). The sources
+are Multi30k test_2016_flickr German sentences in a byte-level BPE of 8,000 tokens (learnt
+with the `tokenizers` library on the Multi30k training set: only the lengths matter to a
+random model), in batches of 64 in corpus order.
+
+Random weights almost never emit </s>, so the output length is forced, equal on both sides:
+every sentence of a batch gets exactly L tokens, L = the longest English reference of the
+batch in the same BPE plus one (for </s>) — ours with `min_len = max_len = L`, Hugging Face
+with `min_new_tokens = max_new_tokens = L` (</s> blocked until then). Every variant runs the
+same sentences; the variants take turns within each repeat (side by side, same load) and the
+median over repeats is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+PAD, BOS, EOS = 0, 1, 2
+SIZE = dict(vocab=8000, d_model=256, layers=3, heads=4, d_ff=1024)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="directory holding multi30k/ (default: "
+                        "$TRANSFORMER_DATA or the download cache)")
+    parser.add_argument("--sentences", type=int, default=1000,
+                        help="first N test sentences (default: all 1000)")
+    parser.add_argument("--slow-sentences", type=int, default=256,
+                        help="sentences for the slow variants without a cache, compared with "
+                        "the cached ones on the same subset (default 256)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3, help="median over this many runs")
+    parser.add_argument("--no-hf", action="store_true", help="skip Hugging Face transformers")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def _tokenized(data_dir: str | None, n: int) -> tuple[list[list[int]], list[int]]:
+    """Source ids and reference lengths (in tokens, +1 for </s>) of the first n test pairs."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    from transformer.data.corpus import read_lines
+    from transformer.data.multi30k import multi30k_files
+
+    train_de, train_en = multi30k_files("train", "de", "en", data_dir=data_dir)
+    test_de, test_en = multi30k_files("test_2016_flickr", "de", "en", data_dir=data_dir)
+    tok = ByteLevelBPETokenizer()
+    tok.train_from_iterator(read_lines(train_de) + read_lines(train_en), vocab_size=SIZE["vocab"],
+                            special_tokens=["<pad>", "<s>", "</s>"], show_progress=False)
+    src = [e.ids for e in tok.encode_batch(read_lines(test_de)[:n])]
+    ref_len = [len(e.ids) + 1 for e in tok.encode_batch(read_lines(test_en)[:n])]
+    return src, ref_len
+
+
+def _batches(src: list[list[int]], ref_len: list[int], size: int):
+    """(src (B, S) int64 padded, forced output length L) per batch, in corpus order."""
+    out = []
+    for i in range(0, len(src), size):
+        chunk = src[i : i + size]
+        width = max(len(s) for s in chunk)
+        ids = torch.full((len(chunk), width), PAD, dtype=torch.long)
+        for row, s in enumerate(chunk):
+            ids[row, : len(s)] = torch.tensor(s)
+        out.append((ids, max(ref_len[i : i + size])))
+    return out
+
+
+def _ours(use_cache: bool, beam: int) -> Callable:
+    from transformer.config import ModelConfig
+    from transformer.decoding import SpecialIds, beam_search, greedy_decode
+    from transformer.models import Transformer
+
+    cfg = ModelConfig(src_vocab_size=SIZE["vocab"], tgt_vocab_size=SIZE["vocab"],
+                      d_model=SIZE["d_model"], n_heads=SIZE["heads"], d_ff=SIZE["d_ff"],
+                      n_encoder_layers=SIZE["layers"], n_decoder_layers=SIZE["layers"],
+                      max_len=512, pad_id=PAD)
+    torch.manual_seed(0)
+    model = Transformer(cfg).eval()
+    ids = SpecialIds(bos=BOS, eos=EOS, pad=PAD)
+
+    def run(src: torch.Tensor, length: int) -> None:
+        if beam == 1:
+            greedy_decode(model, src, ids, min_len=length, max_len=length, use_cache=use_cache)
+        else:
+            beam_search(model, src, ids, beam_size=beam, alpha=0.6, min_len=length,
+                        max_len=length, use_cache=use_cache)
+
+    run.params = sum(p.numel() for p in model.parameters())
+    return run
+
+
+def _hf(use_cache: bool, beam: int) -> Callable:
+    from transformers import MarianConfig, MarianMTModel
+
+    cfg = MarianConfig(vocab_size=SIZE["vocab"], d_model=SIZE["d_model"],
+                       encoder_layers=SIZE["layers"], decoder_layers=SIZE["layers"],
+                       encoder_attention_heads=SIZE["heads"], decoder_attention_heads=SIZE["heads"],
+                       encoder_ffn_dim=SIZE["d_ff"], decoder_ffn_dim=SIZE["d_ff"],
+                       max_position_embeddings=512, pad_token_id=PAD, eos_token_id=EOS,
+                       decoder_start_token_id=BOS, forced_eos_token_id=None)
+    torch.manual_seed(0)
+    model = MarianMTModel(cfg).eval()
+
+    def run(src: torch.Tensor, length: int) -> None:
+        with torch.inference_mode():
+            model.generate(input_ids=src, attention_mask=src.ne(PAD), num_beams=beam,
+                           do_sample=False, min_new_tokens=length, max_new_tokens=length,
+                           length_penalty=0.6, use_cache=use_cache)
+
+    # final_logits_bias is a buffer; Marian's sinusoidal positions are frozen parameters.
+    run.params = sum(p.numel() for n, p in model.named_parameters() if "embed_positions" not in n)
+    return run
+
+
+def _variants(hf: bool) -> list[tuple[str, bool, Callable]]:
+    """(name, slow, runner) for every variant measured."""
+    out = [
+        ("ours greedy, cache", False, _ours(True, 1)),
+        ("ours greedy, no cache", True, _ours(False, 1)),
+        ("ours beam 4, cache", False, _ours(True, 4)),
+        ("ours beam 4, no cache", True, _ours(False, 4)),
+    ]
+    if hf:
+        out += [
+            ("HF generate greedy, cache", False, _hf(True, 1)),
+            ("HF generate greedy, no cache", True, _hf(False, 1)),
+            ("HF generate beam 4, cache", False, _hf(True, 4)),
+        ]
+    return out
+
+
+def _time(runner: Callable, batches) -> float:
+    start = time.perf_counter()
+    for src, length in batches:
+        runner(src, length)
+    return time.perf_counter() - start
+
+
+def run(args: argparse.Namespace) -> int:
+    from transformer.cli import UserError
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if min(args.sentences, args.slow_sentences, args.batch_size, args.repeats) < 1:
+        raise UserError("--sentences, --slow-sentences, --batch-size and --repeats must be >= 1")
+    hf = not args.no_hf
+    if hf:
+        try:
+            import transformers  # noqa: F401
+        except ImportError:
+            print("transformers is not installed: measuring ours only (pip install transformers)")
+            hf = False
+    src, ref_len = _tokenized(args.data_dir, args.sentences)
+    full = _batches(src, ref_len, args.batch_size)
+    n_sub = min(args.slow_sentences, len(src))
+    subset = _batches(src[:n_sub], ref_len[:n_sub], args.batch_size)
+    variants = _variants(hf)
+    load_before = os.getloadavg()
+    times: dict[tuple[str, str], list[float]] = {}
+    for _name, _slow, runner in variants:  # warm-up: one batch each
+        runner(*subset[0])
+    for repeat in range(args.repeats):
+        for name, slow, runner in variants:
+            for label, batches in (("subset", subset), ("full", full)):
+                if label == "full" and slow:
+                    continue
+                times.setdefault((name, label), []).append(_time(runner, batches))
+        print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
+    _report(args, variants, times, len(src), n_sub, load_before, os.getloadavg())
+    return 0
+
+
+def _report(args, variants, times, n_full, n_sub, load_before, load_after) -> None:
+    rate = {key: (n_full if key[1] == "full" else n_sub) / statistics.median(v)
+            for key, v in times.items()}
+    print(f"\nMulti30k test_2016_flickr de, batch {args.batch_size}, median of {args.repeats}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}\n")
+    print(f"| variant | params | sentences/s ({n_full} sent.) | sentences/s ({n_sub} sent.) |")
+    print("|---|---:|---:|---:|")
+    for name, _slow, runner in variants:
+        full = rate.get((name, "full"))
+        print(f"| {name} | {runner.params / 1e6:.2f}M | {f'{full:.1f}' if full else '-'} | "
+              f"{rate[(name, 'subset')]:.1f} |")
+    print()
+    pairs = [("ours greedy, cache", "ours greedy, no cache", "subset", 4.0),
+             ("ours beam 4, cache", "ours beam 4, no cache", "subset", None),
+             ("ours greedy, cache", "HF generate greedy, cache", "full", 1.5),
+             ("ours beam 4, cache", "HF generate beam 4, cache", "full", 1.5),
+             ("ours greedy, no cache", "HF generate greedy, no cache", "subset", None)]
+    for a, b, label, target in pairs:
+        if (a, label) in rate and (b, label) in rate:
+            ratio = rate[(a, label)] / rate[(b, label)]
+            verdict = "met" if target and ratio >= target else "NOT met"
+            goal = f" (target >= {target}x: {verdict})" if target else ""
+            print(f"{a} / {b}: {ratio:.2f}x{goal}")
