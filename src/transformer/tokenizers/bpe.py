@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from transformer.tokenizers import io as tio
-from transformer.tokenizers.learn import count_words, learn_merges
+from transformer.tokenizers.learn import learn_merges
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 _CACHE_LIMIT = 1 << 20  # words; the per-word caches are cleared when they grow past this
@@ -30,6 +31,20 @@ def split_words(text: str) -> list[str]:
     if "\n" in text or "\r" in text:
         text = text.replace("\r", " ").replace("\n", " ")
     return [w for w in text.split(" ") if w]
+
+
+def count_words(lines: Iterable[str], block_size: int = 4096) -> Counter[str]:
+    """Word frequencies of many lines (`split_words` of each), a block of lines at a time."""
+    counts: Counter[str] = Counter()
+    block: list[str] = []
+    for line in lines:
+        block.append(line)
+        if len(block) == block_size:
+            counts.update(" ".join(block).replace("\r", " ").replace("\n", " ").split(" "))
+            block.clear()
+    counts.update(" ".join(block).replace("\r", " ").replace("\n", " ").split(" "))
+    counts.pop("", None)
+    return counts
 
 
 class BPE:
@@ -91,7 +106,7 @@ class BPE:
             )
         if isinstance(lines, str):
             lines = [lines]
-        counts = count_words(w for line in lines for w in split_words(line))
+        counts = count_words(lines)
         if not counts:
             raise tio.TokenizerError("empty training corpus: no words in the given lines")
         table: dict[tuple[str, ...], int] = {}

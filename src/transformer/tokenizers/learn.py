@@ -22,8 +22,8 @@ Implementation notes (all pure Python, no torch):
 from __future__ import annotations
 
 import heapq
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Mapping
 
 Pair = tuple[str, str]
 
@@ -63,11 +63,12 @@ def learn_merges(
     (left, right) in merge order.
     """
     table = _Symbols()
+    codes = {sym: table.char(sym) for sym in sorted(set().union(*word_counts))}
     words: list[str] = []
     freqs: list[int] = []
     for word, freq in word_counts.items():
         if freq > 0 and len(word) > 0:
-            words.append("".join(table.char(s) for s in word))
+            words.append("".join(map(codes.__getitem__, word)))
             freqs.append(freq)
     stats, where = _count_pairs(words, freqs)
     heap = [_entry(table, pair, count) for pair, count in stats.items() if count >= min_frequency]
@@ -98,20 +99,18 @@ def _entry(table: _Symbols, pair: str, count: int) -> tuple:
     return (-count, inv[ord(pair[0])], inv[ord(pair[1])], pair)
 
 
-def _count_pairs(words: list[str], freqs: list[int]) -> tuple[dict[str, int], dict[str, set]]:
-    """Initial pair counts and the index pair -> ids of the words that contain it."""
-    stats: dict[str, int] = {}
-    where: dict[str, set] = {}
-    get = stats.get
+def _count_pairs(words: list[str], freqs: list[int]) -> tuple[dict[str, int], dict[str, list]]:
+    """Initial pair counts and the index pair -> ids of the words that contain it.
+
+    The index may list a word more than once, or after the word lost the pair: users check.
+    """
+    stats: defaultdict[str, int] = defaultdict(int)
+    where: defaultdict[str, list] = defaultdict(list)
     for idx, (word, freq) in enumerate(zip(words, freqs)):
         for i in range(len(word) - 1):
             pair = word[i : i + 2]
-            stats[pair] = get(pair, 0) + freq
-            bucket = where.get(pair)
-            if bucket is None:
-                where[pair] = {idx}
-            else:
-                bucket.add(idx)
+            stats[pair] += freq
+            where[pair].append(idx)
     return stats, where
 
 
@@ -135,8 +134,8 @@ def _apply_merge(
     merged: str,
     words: list[str],
     freqs: list[int],
-    stats: dict[str, int],
-    where: dict[str, set],
+    stats: defaultdict[str, int],
+    where: defaultdict[str, list],
 ) -> set[str]:
     """Merge `pair` (two symbol codes) into `merged` in every word that has it.
 
@@ -144,7 +143,6 @@ def _apply_merge(
     """
     a, b = pair
     grown: set[str] = set()
-    get = stats.get
     for idx in where.pop(pair, ()):
         word = words[idx]
         if pair not in word:
@@ -158,35 +156,27 @@ def _apply_merge(
                 x = word[i - 1]
                 stats[x + a] -= freq
                 q = x + merged
-                stats[q] = get(q, 0) + freq
-                _index(where, q, idx)
+                stats[q] += freq
+                where[q].append(idx)
                 grown.add(q)
             if i + 2 < len(word):
                 y = word[i + 2]
                 stats[b + y] -= freq
                 q = merged + y
-                stats[q] = get(q, 0) + freq
-                _index(where, q, idx)
+                stats[q] += freq
+                where[q].append(idx)
                 grown.add(q)
         else:  # several occurrences: recount this word's pairs
             for i in range(len(word) - 1):
                 stats[word[i : i + 2]] -= freq
             for i in range(len(new) - 1):
                 q = new[i : i + 2]
-                stats[q] = get(q, 0) + freq
+                stats[q] += freq
                 if merged in q:
-                    _index(where, q, idx)
+                    where[q].append(idx)
                     grown.add(q)
     stats.pop(pair, None)
     return grown
-
-
-def _index(where: dict[str, set], pair: str, idx: int) -> None:
-    bucket = where.get(pair)
-    if bucket is None:
-        where[pair] = {idx}
-    else:
-        bucket.add(idx)
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -195,10 +185,3 @@ def _progress_bar(total: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, desc="BPE merges", unit="merge")
-
-
-def count_words(words: Iterable[str]) -> Counter:
-    """A frequency table of `words` (insertion-ordered; empty strings are dropped)."""
-    counts = Counter(words)
-    counts.pop("", None)
-    return counts
