@@ -1,0 +1,8 @@
+"""Figures and text views of the model: the positional-encoding heat map (lecture Figure 2)
+and the module tree with parameter counts. matplotlib is imported only where a figure is drawn.
+"""
+
+from transformer.viz.model_tree import model_tree
+from transformer.viz.positional import plot_positional_encoding
+
+__all__ = ["model_tree", "plot_positional_encoding"]
