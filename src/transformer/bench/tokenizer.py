@@ -35,6 +35,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--merges", type=int, default=8000, help="BPE merges to learn (8000)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per row (median)")
     parser.add_argument("--quick", action="store_true", help="2000 merges, 1 repeat (smoke run)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["learn", "encode", "text"],
+        help="run only these sections (default: all)",
+    )
 
 
 # ---------------------------------------------------------------------------------- measuring
@@ -275,7 +281,6 @@ def _spm_encode_row(lines, texts, nbytes, repeats, merges) -> _Row:
 def _byte_level_rows(texts, gpt2, workdir: Path, nbytes, repeats) -> list[_Row]:
     from tokenizers import Tokenizer
 
-    gpt2.to_hf_json(workdir / "gpt2.json")
     hf_gpt2 = Tokenizer.from_file(str(workdir / "gpt2.json"))
     tik = tiktoken_gpt2()
     return [
@@ -421,7 +426,7 @@ def _read(path: Path) -> str:
 def run(args) -> int:
     os.environ.setdefault("RAYON_NUM_THREADS", "1")  # Hugging Face tokenizers on one thread
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformer.tokenizers import ByteBPE, gpt2_files
+    from transformer.tokenizers import BPE, ByteBPE, gpt2_files
 
     merges, repeats = (2000, 1) if args.quick else (args.merges, args.repeats)
     root = _data_root(args)
@@ -430,14 +435,22 @@ def run(args) -> int:
         lines += _read(root / "multi30k" / f"train.{lang}.gz").splitlines(keepends=True)
     shakespeare = _read(root / "tinyshakespeare" / "input.txt.gz")
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
-    learn_md, learn, bpe = bench_learn(lines, merges, repeats)
-    print(learn_md, flush=True)
+    sections = set(args.only or ["learn", "encode", "text"])
+    learn, enc, whole = {}, {}, {}
+    if "learn" in sections:
+        learn_md, learn, bpe = bench_learn(lines, merges, repeats)
+        print(learn_md, flush=True)
+    else:
+        bpe = BPE.train(lines, merges)
     gpt2 = ByteBPE.from_gpt2(*gpt2_files())
     with tempfile.TemporaryDirectory() as tmp:
-        enc_md, enc = bench_encode(lines, bpe, gpt2, repeats, Path(tmp))
-        print(enc_md, flush=True)
-        whole_md, whole = bench_whole_text(shakespeare, gpt2, repeats, Path(tmp))
-        print(whole_md, flush=True)
+        gpt2.to_hf_json(Path(tmp) / "gpt2.json")
+        if "encode" in sections:
+            enc_md, enc = bench_encode(lines, bpe, gpt2, repeats, Path(tmp))
+            print(enc_md, flush=True)
+        if "text" in sections:
+            whole_md, whole = bench_whole_text(shakespeare, gpt2, repeats, Path(tmp))
+            print(whole_md, flush=True)
     print(_targets(learn, enc, whole))
     load = os.getloadavg()
     print(f"Load average (1, 5, 15 min) after the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

@@ -166,7 +166,7 @@ class BPE:
 
     def _word_ids(self, word: str) -> list[int]:
         vocab, unk = self.vocab, self.unk_id
-        ids = [vocab.get(tok, unk) for tok in self.segment_word(word)]
+        ids = [vocab.get(tok, unk) for tok in self.segment_word(word)] if word else []
         if len(self._ids) >= _CACHE_LIMIT:
             self._ids.clear()
         self._ids[word] = ids
@@ -174,14 +174,21 @@ class BPE:
 
     def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
         """Token ids of `text`; unknown characters become `unk_id`."""
-        ids = [self.bos_id] if add_bos else []
-        cache_get = self._ids.get
-        for word in split_words(text):
-            word_ids = cache_get(word)
-            ids.extend(word_ids if word_ids is not None else self._word_ids(word))
+        if "\n" in text or "\r" in text:
+            text = text.replace("\r", " ").replace("\n", " ")
+        words = text.split(" ")
+        parts = list(map(self._ids.get, words))  # the cache maps "" to []
+        if None in parts:  # words seen for the first time (maybe several times here)
+            cache_get = self._ids.get
+            for i, ids in enumerate(parts):
+                if ids is None:
+                    ids = cache_get(words[i])
+                    parts[i] = ids if ids is not None else self._word_ids(words[i])
+        if add_bos:
+            parts.insert(0, (self.bos_id,))
         if add_eos:
-            ids.append(self.eos_id)
-        return ids
+            parts.append((self.eos_id,))
+        return list(itertools.chain.from_iterable(parts))
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids`: word-final tokens end a word; `<pad>`, `<s>`, `</s>` are dropped.

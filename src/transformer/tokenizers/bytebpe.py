@@ -176,8 +176,12 @@ class ByteBPE:
         Symbols are token ids and each pair's (rank, merged id) is one integer, so `min` finds
         the next merge; after a merge only the two neighbouring pairs are looked up again.
         """
+        try:
+            data = piece.encode("utf-8")
+        except UnicodeEncodeError:
+            data = _utf8(piece, text)  # raises the clear error
         byte_ids = self._byte_ids
-        ids = [byte_ids[b] for b in _utf8(piece, text)]
+        ids = [byte_ids[b] for b in data]
         get, mask = self._merge_table.get, _MASK
         codes = [get(a << _SHIFT | b, _NO_MERGE) for a, b in itertools.pairwise(ids)]
         while codes:
@@ -185,9 +189,8 @@ class ByteBPE:
             if best == _NO_MERGE:
                 break
             i = codes.index(best)
-            merged = best & mask
-            ids[i : i + 2] = [merged]
-            del codes[i]
+            merged = ids[i] = best & mask
+            del ids[i + 1], codes[i]
             if i > 0:
                 codes[i - 1] = get(ids[i - 1] << _SHIFT | merged, _NO_MERGE)
             if i < len(codes):
@@ -199,16 +202,21 @@ class ByteBPE:
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Token ids of `text`, treating special-token text as ordinary text."""
-        ids: list[int] = []
-        cache_get = self._cache.get
-        for piece in self._pat.findall(text):
-            got = cache_get(piece)
-            ids += got if got is not None else self._piece_ids(piece, text)
-        return ids
+        pieces = self._pat.findall(text)
+        parts = list(map(self._cache.get, pieces))
+        if None in parts:  # pieces seen for the first time (maybe several times here)
+            cache_get = self._cache.get
+            for i, ids in enumerate(parts):
+                if ids is None:
+                    ids = cache_get(pieces[i])
+                    parts[i] = ids if ids is not None else self._piece_ids(pieces[i], text)
+        return list(itertools.chain.from_iterable(parts))
 
     def encode(self, text: str, allowed_special: Collection[str] | str = ()) -> list[int]:
         """Token ids of `text`. Special-token text is ordinary text unless it is named in
         `allowed_special` (a collection of special tokens, or "all")."""
+        if not allowed_special:
+            return self.encode_ordinary(text)
         if allowed_special == "all":
             allowed = set(self.special_tokens)
         else:
@@ -216,7 +224,7 @@ class ByteBPE:
             unknown = allowed - set(self.special_tokens)
             if unknown:
                 raise tio.TokenizerError(f"unknown special tokens: {sorted(unknown)}")
-        if not allowed or not any(s in text for s in allowed):
+        if not any(s in text for s in allowed):
             return self.encode_ordinary(text)
         alternatives = "|".join(regex.escape(s) for s in sorted(allowed, key=len, reverse=True))
         ids: list[int] = []
