@@ -76,7 +76,7 @@ def test_attend_fixup_path_matches_reference(monkeypatch_module, inputs):
 @pytest.fixture(scope="module")
 def monkeypatch_module():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(A, "_sdpa_zeroes_fully_masked_rows", lambda *args: False)
+        mp.setattr(A, "_native_zero_rows", lambda *args: False)
         yield mp
 
 
@@ -97,7 +97,7 @@ def test_causal_without_padding_builds_no_mask(monkeypatch):
     def refuse(*args):
         raise AssertionError("a (T, S) causal mask was built")
 
-    monkeypatch.setattr(A, "_future_mask", refuse)
+    monkeypatch.setattr(A, "_causal_allowed", refuse)
     q, k, v = (torch.randn(2, 4, 16, 8) for _ in range(3))
     A.attend(q, k, v, causal=True)
     A.attend(q[:, :, -1:], k, v, causal=True)
@@ -109,7 +109,7 @@ def test_causal_without_padding_builds_no_mask(monkeypatch):
 @pytest.mark.parametrize("case", ["padding", "causal+padding", "causal T>S", "full"])
 def test_fully_masked_queries_zero_with_finite_gradients(case, need_weights, fixup, monkeypatch):
     if fixup:
-        monkeypatch.setattr(A, "_sdpa_zeroes_fully_masked_rows", lambda *args: False)
+        monkeypatch.setattr(A, "_native_zero_rows", lambda *args: False)
     t, s = (6, 4) if case == "causal T>S" else (4, 4)
     q, k, v = (torch.randn(2, 2, n, 3, dtype=torch.float64, requires_grad=True) for n in (t, s, s))
     mask, causal = None, case.startswith("causal")
@@ -174,13 +174,12 @@ def test_weights_only_when_asked():
 
 
 def test_probe_trusts_only_the_cpu_and_works_in_any_grad_mode():
-    probe = A._sdpa_zeroes_fully_masked_rows.__wrapped__  # uncached
-    assert not probe("cuda", torch.float32, False)
-    outside = probe("cpu", torch.float32, True)
+    assert not A._native_zero_rows(torch.empty(1, device="meta"), 0.0)
+    outside = A._probe_cpu_zero_rows(torch.float32, True)
     with torch.inference_mode():
-        assert probe("cpu", torch.float32, True) == outside
+        assert A._probe_cpu_zero_rows(torch.float32, True) == outside
     with torch.no_grad():
-        assert probe("cpu", torch.float32, True) == outside
+        assert A._probe_cpu_zero_rows(torch.float32, True) == outside
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -44,7 +44,7 @@ def test_long_table_variants_agree(shape, kind, backward, monkeypatch):
     monkeypatch.setattr(bench, "CASE_BUDGET_S", 0.0)  # one repeat
     med, peak, agree = bench._compare(shape, kind, backward, 1, torch.Generator(), memory=True)
     assert agree
-    assert set(med) == {"broadcasting", "SDPA", "attend"}
+    assert {"broadcasting", "SDPA", "attend"} <= set(med)
     assert all(p is None or p >= 0 for p in peak.values())
 
 

@@ -13,7 +13,6 @@ finite gradients, in every variant.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Iterator
 
@@ -178,25 +177,36 @@ def benchmark(
 # kernel, so the same rule holds.
 
 
-def _future_mask(t: int, s: int, device: torch.device) -> torch.Tensor:
-    """(T, S) bool, True = key j is after query i when the T queries are the last T of S
-    positions (a cached prefix of S - T keys): mask[i, j] = j > i + (S - T)."""
-    return torch.ones(t, s, dtype=torch.bool, device=device).triu(s - t + 1)
+def _causal_allowed(t: int, s: int, device: torch.device) -> torch.Tensor:
+    """(T, S) bool, True = query i may see key j, when the T queries are the last T of S
+    positions (a cached prefix of S - T keys): allowed[i, j] = j <= i + (S - T)."""
+    return torch.ones(t, s, dtype=torch.bool, device=device).tril(s - t)
 
 
-@functools.cache
-def _sdpa_zeroes_fully_masked_rows(device_type: str, dtype: torch.dtype, dropout: bool) -> bool:
-    """Whether this torch's SDPA already returns 0 (and finite gradients) for a query whose
-    keys are all masked, as torch >= 2.5 does on the CPU. Probed once per (device type, dtype,
-    dropout) on a tiny input, with and without autograd. Never trusted on accelerators, whose
-    kernel choice depends on the shapes; there `attend` fixes the rows up itself."""
-    if device_type != "cpu":
+_CPU_ZERO_ROWS: dict[tuple[torch.dtype, bool], bool] = {}  # (dtype, dropout) -> probe result
+
+
+def _native_zero_rows(q: torch.Tensor, dropout_p: float) -> bool:
+    """Whether SDPA on q's device already gives fully-masked queries a zero output and finite
+    gradients. Probed once per (dtype, dropout) on the CPU; never trusted on accelerators,
+    whose kernel choice depends on the shapes (there `attend` fixes the rows up itself)."""
+    if not q.is_cpu:
         return False
+    key = (q.dtype, dropout_p > 0)
+    known = _CPU_ZERO_ROWS.get(key)
+    if known is None:
+        known = _CPU_ZERO_ROWS[key] = _probe_cpu_zero_rows(*key)
+    return known
+
+
+def _probe_cpu_zero_rows(dtype: torch.dtype, dropout: bool) -> bool:
+    """Run SDPA on a tiny CPU input with one fully-masked query, with and without autograd:
+    torch >= 2.5 returns zeros there (older versions NaN)."""
     allowed = torch.tensor([[True, True, False], [False, False, False]])  # (T=2, S=3)
+    p = 0.5 if dropout else 0.0
     try:
         with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
             q, k, v = (torch.randn(1, 1, n, 4, dtype=dtype, requires_grad=True) for n in (2, 3, 3))
-            p = 0.5 if dropout else 0.0
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
             out.sum().backward()
             with torch.no_grad():
@@ -222,31 +232,35 @@ def _attend_weights(q, k, v, mask, dropout_p):
 
 def _attend_sdpa(q, k, v, mask, causal, dropout_p):
     """The fused path: `F.scaled_dot_product_attention` (whose bool mask means "may attend")."""
-    t, s = q.shape[-2], k.shape[-2]
-    if mask is None and causal and t == s:
-        # No (T, S) mask is built, and no row can be fully masked.
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
-    if causal and 0 < t <= s and (t == 1 or mask is None):
-        # The single newest query sees every cached key; otherwise a small (T, S) mask for the
-        # last T of S positions, in which every query sees at least key 0.
-        allowed = None if t == 1 else ~_future_mask(t, s, q.device)
+    if not causal:
         if mask is None:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
-        causal = False
-    if mask is None and not causal:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-    if causal:
-        future = _future_mask(t, s, q.device)
-        mask = future if mask is None else mask | future  # (.., T, S)
-    allowed = torch.logical_not(mask)  # also turns 0/1 integer masks into bool
-    if _sdpa_zeroes_fully_masked_rows(q.device.type, q.dtype, dropout_p > 0):
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        return _sdpa_masked(q, k, v, torch.logical_not(mask), dropout_p)  # 0/1 ints too
+    t, s = q.shape[-2], k.shape[-2]
+    if mask is None and t == s:
+        # is_causal: no (T, S) mask is built, and no query can be fully masked.
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    if t == 1 and s >= 1:  # the single newest query sees every cached key
+        return _attend_sdpa(q, k, v, mask, False, dropout_p)
+    allowed = _causal_allowed(t, s, q.device)  # (T, S)
+    if mask is None and t <= s:  # every query sees at least key 0
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+    if mask is not None:
+        allowed = torch.logical_not(mask) & allowed  # (.., T, S)
+    return _sdpa_masked(q, k, v, allowed, dropout_p)
+
+
+def _sdpa_masked(q, k, v, allowed, dropout_p):
+    """SDPA with a bool "may attend" mask, where some query may see no key at all."""
+    if _native_zero_rows(q, dropout_p):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
     # Fix-up for kernels that give NaN there: unmask fully-masked rows, then zero their output
     # (whose gradient is then zero, and finite). The reduction is over the mask's own broadcast
     # shape: (B, 1, 1, 1) for a padding mask, so it is cheap unless the mask is per-query.
     fully_masked = ~allowed.any(dim=-1, keepdim=True)  # (.., T|1, 1)
-    allowed = allowed | fully_masked
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=allowed | fully_masked, dropout_p=dropout_p
+    )
     return out.masked_fill(fully_masked, 0.0)
 
 
@@ -280,7 +294,7 @@ def attend(
     if mask is not None and mask.dtype != torch.bool:
         mask = mask.ne(0)
     if causal:
-        future = _future_mask(q.shape[-2], k.shape[-2], q.device)  # (T, S)
+        future = ~_causal_allowed(q.shape[-2], k.shape[-2], q.device)  # (T, S)
         mask = future if mask is None else mask | future
     return _attend_weights(q, k, v, mask, dropout_p)
 

@@ -9,8 +9,9 @@
    the peak memory of one call.
 
 Peak memory is the growth of the process's peak resident set (Linux VmHWM, reset through
-/proc/self/clear_refs after `malloc_trim`) during one call, outputs and gradients included:
-it sees every allocation torch makes on the CPU (tracemalloc does not). "n/a" elsewhere.
+/proc/self/clear_refs after `malloc_trim`, with glibc's mmap threshold fixed at 128 KiB so that
+freed tensors leave the resident set) during one call, outputs and gradients included: it sees
+every allocation torch makes on the CPU (tracemalloc does not). "n/a" where unsupported.
 """
 
 from __future__ import annotations
@@ -197,6 +198,10 @@ def _proc_kib(field: str) -> int:
 def _peak_mib(fn: Callable[[], None]) -> float | None:
     """Growth of the peak resident set while fn() runs, in MiB (None where unsupported)."""
     try:
+        # Fixed mmap threshold: every large block is mmap'ed and unmapped when freed, so the
+        # resident set follows the live tensors (glibc's sliding threshold would let a block
+        # freed by an earlier call be reused silently, hiding part of this call's peak).
+        _LIBC.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
         _LIBC.malloc_trim(0)
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset VmHWM to the current RSS
@@ -218,7 +223,7 @@ def _case(b: int, h: int, t: int, s: int, kind: str, gen: torch.Generator):
     allowed = None if mask is None else ~mask
     is_causal = causal and t == s
     if causal and t != s:
-        allowed = ~A._future_mask(t, s, q.device)
+        allowed = A._causal_allowed(t, s, q.device)
     variants = {
         "broadcasting": lambda q, k, v: A.attend(q, k, v, mask, causal, need_weights=True)[0],
         "SDPA": lambda q, k, v: F.scaled_dot_product_attention(
@@ -240,10 +245,8 @@ def _runner(fn, inputs, backward: bool) -> Callable[[], torch.Tensor]:
     leaves = [x.detach().requires_grad_() for x in inputs]
 
     def forward_backward():
-        for x in leaves:
-            x.grad = None
         out = fn(*leaves)
-        out.backward(torch.ones_like(out))
+        torch.autograd.grad(out, leaves, torch.ones_like(out))  # freed on return, like out's graph
         return out.detach()
 
     return forward_backward
@@ -269,6 +272,7 @@ def _compare(shape, kind, backward, repeats, gen, memory):
             run()
             times[name].append(time.perf_counter() - start)
     med = {name: statistics.median(t) for name, t in times.items()}
+    med.update({f"min {name}": min(t) for name, t in times.items()})
     peak = {name: _peak_mib(run) if memory else None for name, run in runs.items()}
     return med, peak, agree
 
@@ -278,7 +282,8 @@ def _long_table(lengths, repeats, gen, sweep_shapes=None) -> list[tuple]:
     peaks, attend / best) for each."""
     memory = sweep_shapes is None
     shapes = sweep_shapes or [(LONG_BATCH, LONG_HEADS, t, t) for t in lengths]
-    head = "| B | H | T | S | mask | pass | broadcasting | SDPA | attend | attend / best | agree |"
+    head = "| B | H | T | S | mask | pass | broadcasting | SDPA | attend | attend / best | "
+    head += "(by min) | agree |"
     if memory:
         head += " peak MiB broadcasting / SDPA / attend |"
     print(head)
@@ -293,7 +298,8 @@ def _long_table(lengths, repeats, gen, sweep_shapes=None) -> list[tuple]:
                 row = " | ".join(str(x) for x in shape)
                 row += f" | {kind} | {'fwd+bwd' if backward else 'fwd'} | "
                 row += " | ".join(_fmt_time(med[n]) for n in ("broadcasting", "SDPA", "attend"))
-                row += f" | {ratio:.2f} | {'yes' if agree else '**NO**'} |"
+                by_min = med["min attend"] / min(med["min broadcasting"], med["min SDPA"])
+                row += f" | {ratio:.2f} | {by_min:.2f} | {'yes' if agree else '**NO**'} |"
                 if memory:
                     row += " " + " / ".join(_fmt_mib(peak[n]) for n in peak) + " |"
                 print(f"| {row}", flush=True)
@@ -312,6 +318,29 @@ def _summarise_long(rows) -> None:
             if peak["attend"] is not None and peak["SDPA"]:
                 line += f", peak memory {peak['attend'] / peak['SDPA']:.2f}x SDPA's"
             print(line + " (targets: time <= 1.1, memory <= 1.1)")
+
+
+def _dispatch_overhead(n: int = 2000) -> None:
+    """attend's own cost: it against the bare SDPA call it makes (the mask inverted to SDPA's
+    meaning in the call, as any caller with a True = masked mask must), on a tiny input."""
+    q = k = v = torch.randn(1, 1, 8, 8)
+    mask = torch.tensor([False] * 6 + [True] * 2).view(1, 1, 1, 8)
+    calls = {
+        "SDPA": lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=~mask),
+        "attend": lambda: A.attend(q, k, v, mask),
+    }
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    with torch.no_grad():
+        for _ in range(n):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+    sdpa, ours = (statistics.median(times[name]) for name in calls)
+    print(
+        f"attend's dispatch overhead (B = H = 1, T = S = 8, padding mask; median of {n}): "
+        f"bare SDPA {sdpa * 1e6:.1f} µs, attend {ours * 1e6:.1f} µs (+{(ours - sdpa) * 1e6:.1f} µs)"
+    )
 
 
 def _fmt_mib(mib: float | None) -> str:
@@ -378,6 +407,7 @@ def run(args) -> int:
     )
     rows = _long_table(args.lengths, args.repeats, gen)
     _summarise_long(rows)
+    _dispatch_overhead()
     if args.sweep:
         print(
             f"\n## Crossover sweep (median of >= {args.repeats} repeats, ~{CASE_BUDGET_S} s a case)"
