@@ -126,6 +126,25 @@ def test_greedy_length_limits_and_min_len():
     assert forced.logprob == pytest.approx(3 * math.log(0.3) + math.log(0.6))
 
 
+@pytest.mark.parametrize("beam", [1, 3])
+def test_per_sentence_lengths(beam):
+    """</s> is the likeliest token everywhere; per-sentence min = max lengths force each
+    sentence to exactly its own length, whatever its neighbours do."""
+    eager = ScriptedDecoder(6, lambda s, p: {EOS: 0.6, A: 0.3, B: 0.1})
+    lengths = torch.tensor([2, 5, 1, 3])
+    src = batch_of(*SOURCES)
+    if beam == 1:
+        hyps = greedy_decode(eager, src, IDS, min_len=lengths, max_len=lengths,
+                             make_cache=FakeCache)
+    else:
+        hyps = [h[0] for h in beam_search(eager, src, IDS, beam_size=beam, min_len=lengths,
+                                          max_len=lengths, make_cache=FakeCache)]
+    assert [h.tokens for h in hyps] == [[A] * n for n in lengths.tolist()]
+    assert [h.logprob for h in hyps] == pytest.approx([n * math.log(0.3) for n in lengths.tolist()])
+    with pytest.raises(ValueError, match="shape"):
+        greedy_decode(eager, src, IDS, max_len=lengths[:2])
+
+
 def test_greedy_uses_cache_incrementally():
     model = ScriptedDecoder(6, lambda s, p: {A: 1.0})
     greedy_decode(model, batch_of([3, 4]), IDS, max_len=5, make_cache=FakeCache)

@@ -31,13 +31,15 @@ from torch import Tensor
 from transformer.decoding.common import (
     CacheFactory,
     Hypothesis,
+    LengthArg,
     Seq2SeqDecoder,
     SpecialIds,
     block_eos,
-    check_lengths,
+    check_offset,
     default_cache_factory,
     length_limits,
     length_penalty,
+    min_lengths,
     next_logprobs,
 )
 
@@ -81,8 +83,8 @@ def beam_search(
     beam_size: int = 4,
     alpha: float = 0.6,
     n_best: int = 1,
-    max_len: int | None = None,
-    min_len: int = 0,
+    max_len: LengthArg = None,
+    min_len: int | Tensor = 0,
     max_len_offset: int = 50,
     max_positions: int | None = None,
     exact: bool = False,
@@ -95,9 +97,11 @@ def beam_search(
     log-probabilities and length-normalised scores. Length settings as in `greedy_decode`.
     """
     _check(beam_size, n_best, alpha)
-    check_lengths(max_len, min_len, max_len_offset)
+    check_offset(max_len_offset)
     k, batch, device = beam_size, src.size(0), src.device
     limits = length_limits(src, ids.pad, max_len, max_len_offset, max_positions)  # (B,)
+    mins = min_lengths(src, min_len)  # (B,)
+    max_min = int(mins.max())
     memory = model.encode(src).repeat_interleave(k, dim=0)  # (B*K, S, D)
     src_pad_mask = src.eq(ids.pad).repeat_interleave(k, dim=0)  # (B*K, S)
     scores = torch.full((batch, k), NEG_INF, device=device)  # (N, K) beam logprobs
@@ -112,7 +116,7 @@ def beam_search(
         n = sents.numel()
         logp = next_logprobs(model, prefix, memory, src_pad_mask, cache, ids)  # (N*K, V)
         vocab = logp.size(-1)
-        logp = block_eos(logp.view(n, k, vocab), ids.eos, step, min_len)  # (N, K, V)
+        logp = block_eos(logp.view(n, k, vocab), ids.eos, step, mins[sents], max_min)  # (N,K,V)
         cand = (scores.unsqueeze(-1) + logp).view(n, k * vocab)  # (N, K*V)
         top, flat_idx = cand.topk(min(2 * k, k * vocab), dim=1)  # (N, 2K) sorted
         beam, token = flat_idx // vocab, flat_idx % vocab  # (N, 2K)

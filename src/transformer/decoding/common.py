@@ -83,21 +83,25 @@ def default_cache_factory() -> Cache:
     return KVCache()
 
 
+LengthArg = int | Tensor | None  # one value for the batch, or one per sentence (B,)
+
+
 def length_limits(
     src: Tensor,
     pad_id: int,
-    max_len: int | None,
+    max_len: LengthArg,
     max_len_offset: int,
     max_positions: int | None,
 ) -> Tensor:
     """Maximum number of generated tokens per sentence: (B,) int64.
 
-    `max_len` if given, else the sentence's own source length (non-padding tokens) plus
-    `max_len_offset`; capped at `max_positions` (the decoder's position budget minus <s>).
-    Using each sentence's own length keeps decoding batch-invariant.
+    `max_len` if given (an int, or a (B,) tensor of per-sentence limits), else the sentence's
+    own source length (non-padding tokens) plus `max_len_offset`; capped at `max_positions`
+    (the decoder's position budget minus <s>). Using each sentence's own length keeps
+    decoding batch-invariant.
     """
     if max_len is not None:
-        limits = torch.full((src.size(0),), max_len, dtype=torch.long, device=src.device)
+        limits = _per_sentence(max_len, src, "max_len", 1)
     else:
         limits = src.ne(pad_id).sum(dim=1) + max_len_offset
     if max_positions is not None:
@@ -105,12 +109,28 @@ def length_limits(
     return limits.clamp(min=1)
 
 
-def check_lengths(max_len: int | None, min_len: int, max_len_offset: int) -> None:
-    """Reject impossible length settings with a clear message."""
-    if max_len is not None and (not isinstance(max_len, int) or max_len < 1):
-        raise ValueError(f"max_len must be a positive integer or None, got {max_len!r}")
-    if not isinstance(min_len, int) or min_len < 0:
-        raise ValueError(f"min_len must be an integer >= 0, got {min_len!r}")
+def min_lengths(src: Tensor, min_len: int | Tensor) -> Tensor:
+    """(B,) int64: </s> is forbidden while the sentence has fewer than this many tokens."""
+    return _per_sentence(min_len, src, "min_len", 0)
+
+
+def _per_sentence(value: int | Tensor, src: Tensor, name: str, low: int) -> Tensor:
+    batch = src.size(0)
+    if isinstance(value, Tensor):
+        if value.shape != (batch,) or value.is_floating_point() or value.is_complex():
+            raise ValueError(f"{name} as a tensor must be integer of shape ({batch},), got "
+                             f"{value.dtype} {tuple(value.shape)}")
+        if bool((value < low).any()):
+            raise ValueError(f"{name} values must be >= {low}")
+        return value.to(device=src.device, dtype=torch.long)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low} or a ({batch},) tensor, "
+                         f"got {value!r}")
+    return torch.full((batch,), value, dtype=torch.long, device=src.device)
+
+
+def check_offset(max_len_offset: int) -> None:
+    """Reject a negative or non-integer offset with a clear message."""
     if not isinstance(max_len_offset, int) or max_len_offset < 0:
         raise ValueError(f"max_len_offset must be an integer >= 0, got {max_len_offset!r}")
 
@@ -141,9 +161,11 @@ def next_logprobs(
     return logp
 
 
-def block_eos(logprobs: Tensor, eos_id: int, step: int, min_len: int) -> Tensor:
-    """Forbid </s> as generated token number `step` (1-based) while step <= min_len, so that
-    at least `min_len` tokens precede </s>. logprobs (..., V), modified in place."""
-    if step <= min_len:
-        logprobs[..., eos_id] = float("-inf")
+def block_eos(logprobs: Tensor, eos_id: int, step: int, mins: Tensor, max_min: int) -> Tensor:
+    """Forbid </s> as generated token number `step` (1-based) in the rows whose minimum length
+    `mins` (N,) is >= step, so that at least that many tokens precede </s>. logprobs (N, ..., V)
+    is modified in place; `max_min` = mins.max() skips the work once every minimum is met."""
+    if step <= max_min:
+        blocked = mins.ge(step).view(-1, *([1] * (logprobs.dim() - 2)))  # (N, 1, ...)
+        logprobs[..., eos_id].masked_fill_(blocked, float("-inf"))
     return logprobs

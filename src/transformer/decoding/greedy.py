@@ -16,12 +16,14 @@ from torch import Tensor
 from transformer.decoding.common import (
     CacheFactory,
     Hypothesis,
+    LengthArg,
     Seq2SeqDecoder,
     SpecialIds,
     block_eos,
-    check_lengths,
+    check_offset,
     default_cache_factory,
     length_limits,
+    min_lengths,
     next_logprobs,
 )
 
@@ -32,8 +34,8 @@ def greedy_decode(
     src: Tensor,
     ids: SpecialIds,
     *,
-    max_len: int | None = None,
-    min_len: int = 0,
+    max_len: LengthArg = None,
+    min_len: int | Tensor = 0,
     max_len_offset: int = 50,
     max_positions: int | None = None,
     use_cache: bool = True,
@@ -44,13 +46,16 @@ def greedy_decode(
     src (B, S) int64, padded with ids.pad. Returns one `Hypothesis` per sentence, in order;
     its score is the plain sum of log-probabilities. `max_len`/`max_len_offset`/
     `max_positions` bound the number of generated tokens (see `length_limits`); `min_len`
-    forbids </s> before that many tokens. The model should be in eval mode.
+    forbids </s> before that many tokens. `max_len` and `min_len` may be (B,) tensors of
+    per-sentence values. The model should be in eval mode.
     """
-    check_lengths(max_len, min_len, max_len_offset)
+    check_offset(max_len_offset)
     batch = src.size(0)
     src_pad_mask = src.eq(ids.pad)  # (B, S) True = padding
     memory = model.encode(src)  # (B, S, D)
     limits = length_limits(src, ids.pad, max_len, max_len_offset, max_positions)  # (B,)
+    mins = min_lengths(src, min_len)  # (B,)
+    max_min = int(mins.max())
     rows = torch.arange(batch, device=src.device)  # original index of each live row, (N,)
     prefix = torch.full((batch, 1), ids.bos, dtype=torch.long, device=src.device)  # (N, t)
     logprob = torch.zeros(batch, device=src.device)  # (N,)
@@ -59,8 +64,8 @@ def greedy_decode(
     step = 0
     while rows.numel():
         step += 1
-        logp = block_eos(next_logprobs(model, prefix, memory, src_pad_mask, cache, ids), ids.eos,
-                         step, min_len)  # (N, V)
+        logp = next_logprobs(model, prefix, memory, src_pad_mask, cache, ids)  # (N, V)
+        block_eos(logp, ids.eos, step, mins[rows], max_min)
         best, token = logp.max(dim=-1)  # (N,), (N,)
         logprob = logprob + best
         prefix = torch.cat([prefix, token.unsqueeze(1)], dim=1)  # (N, t + 1)
