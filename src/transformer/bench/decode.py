@@ -7,12 +7,17 @@ are Multi30k test_2016_flickr German sentences in a byte-level BPE of 8,000 toke
 with the `tokenizers` library on the Multi30k training set: only the lengths matter to a
 random model), in batches of 64 in corpus order.
 
-Random weights almost never emit </s>, so the output length is forced, equal on both sides:
-every sentence of a batch gets exactly L tokens, L = the longest English reference of the
-batch in the same BPE plus one (for </s>) — ours with `min_len = max_len = L`, Hugging Face
-with `min_new_tokens = max_new_tokens = L` (</s> blocked until then). Every variant runs the
-same sentences; the variants take turns within each repeat (side by side, same load) and the
-median over repeats is reported.
+Random weights almost never emit </s>, so the output lengths are forced, equal on both sides.
+Each sentence's length is L = its English reference's length in the same BPE plus one (for
+</s>). `--lengths batch` (default, the strict comparison): every sentence of a batch gets the
+batch's longest L — ours with `min_len = max_len = L`, Hugging Face with `min_new_tokens =
+max_new_tokens = L` — so no sentence finishes early on either side. `--lengths sentence`
+mimics a trained model whose sentences end at different steps: each sentence decodes exactly
+its own L steps — ours with per-sentence `min_len = max_len = L` (a finished sentence leaves
+the batch), Hugging Face with a logits processor that blocks </s> before step L and forces it
+at step L (finished rows stay in the batch as padding until the longest one ends). Every
+variant runs the same sentences; the variants take turns within each repeat (side by side,
+same load) and the median over repeats is reported.
 """
 
 from __future__ import annotations
@@ -34,13 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "$TRANSFORMER_DATA or the download cache)")
     parser.add_argument("--sentences", type=int, default=1000,
                         help="first N test sentences (default: all 1000)")
-    parser.add_argument("--slow-sentences", type=int, default=256,
+    parser.add_argument("--slow-sentences", type=int, default=64,
                         help="sentences for the slow variants without a cache, compared with "
-                        "the cached ones on the same subset (default 256)")
+                        "the cached ones on the same subset (default 64: one batch)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="median over this many runs")
     parser.add_argument("--no-hf", action="store_true", help="skip Hugging Face transformers")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--lengths", choices=("batch", "sentence"), default="batch",
+                        help="force every sentence to its batch's longest reference length "
+                        "(default) or to its own (see the module docstring)")
 
 
 def _tokenized(data_dir: str | None, n: int) -> tuple[list[list[int]], list[int]]:
@@ -60,8 +68,9 @@ def _tokenized(data_dir: str | None, n: int) -> tuple[list[list[int]], list[int]
     return src, ref_len
 
 
-def _batches(src: list[list[int]], ref_len: list[int], size: int):
-    """(src (B, S) int64 padded, forced output length L) per batch, in corpus order."""
+def _batches(src: list[list[int]], ref_len: list[int], size: int, per_sentence: bool):
+    """(src (B, S) int64 padded, forced output lengths (B,) int64) per batch, in corpus
+    order; without `per_sentence` every length is the batch's longest."""
     out = []
     for i in range(0, len(src), size):
         chunk = src[i : i + size]
@@ -69,7 +78,8 @@ def _batches(src: list[list[int]], ref_len: list[int], size: int):
         ids = torch.full((len(chunk), width), PAD, dtype=torch.long)
         for row, s in enumerate(chunk):
             ids[row, : len(s)] = torch.tensor(s)
-        out.append((ids, max(ref_len[i : i + size])))
+        lengths = torch.tensor(ref_len[i : i + size])
+        out.append((ids, lengths if per_sentence else lengths.max().expand(len(chunk))))
     return out
 
 
@@ -86,19 +96,19 @@ def _ours(use_cache: bool, beam: int) -> Callable:
     model = Transformer(cfg).eval()
     ids = SpecialIds(bos=BOS, eos=EOS, pad=PAD)
 
-    def run(src: torch.Tensor, length: int) -> None:
+    def run(src: torch.Tensor, lengths: torch.Tensor) -> None:
         if beam == 1:
-            greedy_decode(model, src, ids, min_len=length, max_len=length, use_cache=use_cache)
+            greedy_decode(model, src, ids, min_len=lengths, max_len=lengths, use_cache=use_cache)
         else:
-            beam_search(model, src, ids, beam_size=beam, alpha=0.6, min_len=length,
-                        max_len=length, use_cache=use_cache)
+            beam_search(model, src, ids, beam_size=beam, alpha=0.6, min_len=lengths,
+                        max_len=lengths, use_cache=use_cache)
 
     run.params = sum(p.numel() for p in model.parameters())
     return run
 
 
 def _hf(use_cache: bool, beam: int) -> Callable:
-    from transformers import MarianConfig, MarianMTModel
+    from transformers import LogitsProcessorList, MarianConfig, MarianMTModel
 
     cfg = MarianConfig(vocab_size=SIZE["vocab"], d_model=SIZE["d_model"],
                        encoder_layers=SIZE["layers"], decoder_layers=SIZE["layers"],
@@ -109,15 +119,36 @@ def _hf(use_cache: bool, beam: int) -> Callable:
     torch.manual_seed(0)
     model = MarianMTModel(cfg).eval()
 
-    def run(src: torch.Tensor, length: int) -> None:
+    def run(src: torch.Tensor, lengths: torch.Tensor) -> None:
+        longest = int(lengths.max())
+        if bool(lengths.eq(longest).all()):
+            forced = dict(min_new_tokens=longest)
+        else:
+            forced = dict(logits_processor=LogitsProcessorList([_ForceEos(lengths, beam)]))
         with torch.inference_mode():
             model.generate(input_ids=src, attention_mask=src.ne(PAD), num_beams=beam,
-                           do_sample=False, min_new_tokens=length, max_new_tokens=length,
-                           length_penalty=0.6, use_cache=use_cache)
+                           do_sample=False, max_new_tokens=longest, use_cache=use_cache,
+                           **({"length_penalty": 0.6} if beam > 1 else {}), **forced)
 
     # final_logits_bias is a buffer; Marian's sinusoidal positions are frozen parameters.
     run.params = sum(p.numel() for n, p in model.named_parameters() if "embed_positions" not in n)
     return run
+
+
+class _ForceEos:
+    """A Hugging Face logits processor: row r (of B*K, sentence-major) may not emit </s>
+    before its L-th new token and must emit it then."""
+
+    def __init__(self, lengths: torch.Tensor, beam: int) -> None:
+        self.lengths = lengths.repeat_interleave(beam)  # (B*K,)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        step = input_ids.size(1)  # new tokens so far + 1 (the decoder start token)
+        scores[self.lengths.gt(step), EOS] = float("-inf")
+        at_end = self.lengths.eq(step)
+        scores[at_end] = float("-inf")
+        scores[at_end, EOS] = 0.0
+        return scores
 
 
 def _variants(hf: bool) -> list[tuple[str, bool, Callable]]:
@@ -159,9 +190,10 @@ def run(args: argparse.Namespace) -> int:
             print("transformers is not installed: measuring ours only (pip install transformers)")
             hf = False
     src, ref_len = _tokenized(args.data_dir, args.sentences)
-    full = _batches(src, ref_len, args.batch_size)
+    per_sentence = args.lengths == "sentence"
+    full = _batches(src, ref_len, args.batch_size, per_sentence)
     n_sub = min(args.slow_sentences, len(src))
-    subset = _batches(src[:n_sub], ref_len[:n_sub], args.batch_size)
+    subset = _batches(src[:n_sub], ref_len[:n_sub], args.batch_size, per_sentence)
     variants = _variants(hf)
     load_before = os.getloadavg()
     times: dict[tuple[str, str], list[float]] = {}
@@ -181,8 +213,9 @@ def run(args: argparse.Namespace) -> int:
 def _report(args, variants, times, n_full, n_sub, load_before, load_after) -> None:
     rate = {key: (n_full if key[1] == "full" else n_sub) / statistics.median(v)
             for key, v in times.items()}
-    print(f"\nMulti30k test_2016_flickr de, batch {args.batch_size}, median of {args.repeats}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"\nMulti30k test_2016_flickr de, batch {args.batch_size}, median of {args.repeats}, "
+          f"output lengths forced per {args.lengths}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}\n")
     print(f"| variant | params | sentences/s ({n_full} sent.) | sentences/s ({n_sub} sent.) |")
     print("|---|---:|---:|---:|")
