@@ -66,17 +66,35 @@ def test_attend_matches_reference(inputs):
 @settings(max_examples=30, deadline=None)
 @given(inputs=attend_inputs())
 def test_attend_fixup_path_matches_reference(monkeypatch_module, inputs):
-    """The path for kernels that return NaN on fully-masked rows (CUDA, torch < 2.5), forced."""
+    """The path for kernels that return NaN on fully-masked rows (CUDA, torch < 2.5), forced,
+    against such a kernel."""
     q, k, v, mask, causal = inputs
     t, s = q.shape[-2], k.shape[-2]
     expected, _ = reference_attention(q, k, v, combined_mask(mask, causal, t, s))
     close(A.attend(q, k, v, mask, causal=causal)[0], expected, q.dtype)
 
 
+def legacy_sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False):
+    """SDPA as torch < 2.5 computed it (and as some accelerator kernels still do): a query with
+    no visible key gets NaN (softmax over all -inf), forward and backward."""
+    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    if is_causal:
+        attn_mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril()
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    return F.dropout(scores.softmax(-1), dropout_p) @ v
+
+
+def use_legacy_sdpa(mp):
+    """Run attend's fix-up path against a kernel that really returns NaN there."""
+    mp.setattr(A, "_native_zero_rows", lambda *args: False)
+    mp.setattr(F, "scaled_dot_product_attention", legacy_sdpa)
+
+
 @pytest.fixture(scope="module")
 def monkeypatch_module():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(A, "_native_zero_rows", lambda *args: False)
+        use_legacy_sdpa(mp)
         yield mp
 
 
@@ -109,7 +127,7 @@ def test_causal_without_padding_builds_no_mask(monkeypatch):
 @pytest.mark.parametrize("case", ["padding", "causal+padding", "causal T>S", "full"])
 def test_fully_masked_queries_zero_with_finite_gradients(case, need_weights, fixup, monkeypatch):
     if fixup:
-        monkeypatch.setattr(A, "_native_zero_rows", lambda *args: False)
+        use_legacy_sdpa(monkeypatch)
     t, s = (6, 4) if case == "causal T>S" else (4, 4)
     q, k, v = (torch.randn(2, 2, n, 3, dtype=torch.float64, requires_grad=True) for n in (t, s, s))
     mask, causal = None, case.startswith("causal")
@@ -130,6 +148,13 @@ def test_fully_masked_queries_zero_with_finite_gradients(case, need_weights, fix
     close(out, reference_attention(q, k, v, full)[0], q.dtype)
     (out * torch.randn_like(out)).sum().backward()
     assert all(x.grad.isfinite().all() for x in (q, k, v))
+
+
+def test_legacy_kernel_really_gives_nan():
+    """The fix-up tests above are meaningful only if the emulated kernel fails without them."""
+    q = torch.randn(1, 1, 2, 4)
+    out = legacy_sdpa(q, q, q, attn_mask=torch.tensor([[True, True], [False, False]]))
+    assert out[0, 0, 1].isnan().all()
 
 
 @pytest.mark.parametrize("need_weights", [False, True])
