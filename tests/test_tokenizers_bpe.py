@@ -203,3 +203,10 @@ def test_unreadable_file_gives_clear_error(tmp_path):
 def test_tokenizers_package_does_not_import_torch():
     code = "import sys, transformer.tokenizers; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_progress_bar_is_optional(capsys):
+    BPE.train(["low lower lowest"] * 2, 5)
+    assert "merge" not in capsys.readouterr().err
+    BPE.train(["low lower lowest"] * 2, 5, progress=True)
+    assert "merge" in capsys.readouterr().err

@@ -191,3 +191,18 @@ def test_corrupt_files(tmp_path):
     bpe_file.write_text("#version: 0.2\nĠ t\nthis line is bad\n", encoding="utf-8")
     with pytest.raises(TokenizerError, match=r"vocab.bpe:3: expected 'left right'"):
         ByteBPE.from_gpt2(gpt2_files()[0], bpe_file)
+
+
+_TRAINED: list[ByteBPE] = []
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40))
+def test_round_trip_trained_tokenizer(text):
+    if not _TRAINED:
+        _TRAINED.append(
+            ByteBPE.train(["ein Mann fährt 🚲 über die Brücke, über die Straße"] * 3, 300)
+        )
+    tok = _TRAINED[0]
+    assert tok.decode(tok.encode(text)) == text
+    assert all(0 <= i < tok.vocab_size for i in tok.encode(text))

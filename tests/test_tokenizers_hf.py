@@ -62,3 +62,14 @@ def test_trained_bytebpe_tokenizer_json_encodes_identically(tmp_path):
     theirs = hf.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
     for line in [*lines_of("multi30k", "test_2016_flickr.en", 200), "ünïcödé ☃"]:
         assert theirs.encode(line, add_special_tokens=False).ids == tok.encode(line)
+
+
+def test_bpe_without_end_of_word_marker(tmp_path):
+    lines = ["hug"] * 10 + ["pug"] * 5 + ["pun"] * 12 + ["bun"] * 4 + ["hugs"] * 5
+    bpe = BPE.train(lines, 3, end_of_word=None)
+    bpe.to_hf_json(tmp_path / "tokenizer.json")
+    theirs = hf.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    for text in ("hugs bun", "pun pug hug", "gush"):
+        got = theirs.encode(text, add_special_tokens=False)
+        assert got.ids == bpe.encode(text)
+        assert theirs.decode(got.ids) == bpe.decode(got.ids)

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from transformer.tokenizers import io as tio
-from transformer.tokenizers.learn import learn_merges
+from transformer.tokenizers.learn import learn_word_merges
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 _CACHE_LIMIT = 1 << 20  # words; the per-word caches are cleared when they grow past this
@@ -109,13 +109,9 @@ class BPE:
         counts = count_words(lines)
         if not counts:
             raise tio.TokenizerError("empty training corpus: no words in the given lines")
-        table: dict[tuple[str, ...], int] = {}
-        for word, freq in counts.items():
-            key = cls._initial(word, end_of_word)
-            table[key] = table.get(key, 0) + freq
-        chars = {ch for word in counts for ch in word}
+        chars = set().union(*counts)
         base = chars if end_of_word is None else chars | {ch + end_of_word for ch in chars}
-        merges = learn_merges(table, num_merges, min_frequency, progress)
+        merges = learn_word_merges(counts, end_of_word, num_merges, min_frequency, progress)
         return cls(merges, base, end_of_word)
 
     @staticmethod

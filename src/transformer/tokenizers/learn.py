@@ -70,10 +70,49 @@ def learn_merges(
         if freq > 0 and len(word) > 0:
             words.append("".join(map(codes.__getitem__, word)))
             freqs.append(freq)
+    return _learn(table, words, freqs, num_merges, min_frequency, progress)
+
+
+def learn_word_merges(
+    word_counts: Mapping[str, int],
+    end_of_word: str | None,
+    num_merges: int,
+    min_frequency: int = 2,
+    progress: bool = False,
+) -> list[Pair]:
+    """`learn_merges` for words given as strings: a word's symbols are its characters, the
+    last one carrying `end_of_word` (Sennrich et al.'s `</w>`) when it is not None.
+
+    Same result as `learn_merges({(*w[:-1], w[-1] + end_of_word): f})`, built faster (the
+    symbol codes come from `str.translate`).
+    """
+    table = _Symbols()
+    chars = sorted(set().union(*word_counts))
+    inner = {ord(ch): table.char(ch) for ch in chars}
+    if end_of_word is None:
+        words = [w.translate(inner) for w in word_counts]
+    else:
+        final = {ch: table.char(ch + end_of_word) for ch in chars}
+        words = [w[:-1].translate(inner) + final[w[-1]] for w in word_counts]
+    freqs = list(word_counts.values())
+    keep = [i for i, (w, f) in enumerate(zip(words, freqs)) if w and f > 0]
+    if len(keep) < len(words):
+        words, freqs = [words[i] for i in keep], [freqs[i] for i in keep]
+    return _learn(table, words, freqs, num_merges, min_frequency, progress)
+
+
+def _learn(
+    table: _Symbols,
+    words: list[str],
+    freqs: list[int],
+    num_merges: int,
+    min_frequency: int,
+    progress: bool,
+) -> list[Pair]:
+    """The merge loop over words coded one character per symbol (see the module docstring)."""
     stats, where = _count_pairs(words, freqs)
     heap = [_entry(table, pair, count) for pair, count in stats.items() if count >= min_frequency]
     heapq.heapify(heap)
-
     merges: list[Pair] = []
     bar = _progress_bar(num_merges, progress)
     while len(merges) < num_merges:
