@@ -128,3 +128,22 @@ def test_errors_name_the_problem(run_dir, tmp_path, monkeypatch, capsys):
     code, out = cli(["translate", run_dir[0], "--beam", 2, "--n-best", 3], "", monkeypatch,
                     capsys)
     assert code == 2 and "n_best" in out.err
+
+
+def test_copy_task_run_reads_token_ids(tmp_path, monkeypatch, capsys):
+    from transformer.models import Transformer
+
+    model_cfg = dict(src_vocab_size=20, tgt_vocab_size=20, d_model=16, n_heads=2, d_ff=32,
+                     n_encoder_layers=1, n_decoder_layers=1, max_len=32)
+    run = RunConfig.from_dict({"model": model_cfg, "data": {"task": "copy"}})
+    (tmp_path / "config.toml").write_text(run.to_toml(), encoding="utf-8")
+    save_weights(Transformer(ModelConfig(**model_cfg)).state_dict(),
+                 tmp_path / "model.safetensors")
+    code, out = cli(["translate", tmp_path, "--beam", 2, "--max-len-offset", 3],
+                    "5 6 7\n9 9\n", monkeypatch, capsys)
+    lines = out.out.splitlines()
+    assert code == 0 and len(lines) == 2
+    assert all(len(line.split()) <= n + 3 for line, n in zip(lines, (3, 2), strict=True))
+    assert all(3 <= int(tok) < 20 for line in lines for tok in line.split())
+    code, out = cli(["translate", tmp_path], "5 x\n", monkeypatch, capsys)
+    assert code == 2 and "token ids" in out.err

@@ -42,6 +42,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+class IdTokenizer:
+    """For runs without a tokenizer (the copy task): a line is whitespace-separated token ids
+    (specials 0-3: <pad> <s> </s> <unk>); output ids are printed the same way."""
+
+    pad_id, bos_id, eos_id = 0, 1, 2
+
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            ids = [int(tok) for tok in text.split()]
+        except ValueError:
+            raise _user_error(f"this run reads token ids, got the line {text!r}") from None
+        if any(not 0 <= i < self.vocab_size for i in ids):
+            raise _user_error(f"token ids must be in [0, {self.vocab_size}), got {text!r}")
+        return ids
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(str(i) for i in ids if i not in (self.pad_id, self.bos_id, self.eos_id))
+
+
 def _weights_path(run_dir: Path, which: str) -> Path:
     from transformer.training import checkpoint as ckpt
 
@@ -72,16 +94,21 @@ def load_model(args: argparse.Namespace):
     from transformer.training.config import RunConfig
 
     run_dir = Path(args.run_dir)
-    for name in ("config.toml", "tokenizer.json"):
-        if not (run_dir / name).is_file():
-            raise _user_error(f"{run_dir / name} not found: is {run_dir} a training run?")
+    if not (run_dir / "config.toml").is_file():
+        raise _user_error(f"{run_dir / 'config.toml'} not found: is {run_dir} a training run?")
     try:
         run_cfg = RunConfig.from_toml(run_dir / "config.toml")
-        tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+        if run_cfg.data.task == "copy":  # no tokenizer: lines of token ids
+            tokenizer = IdTokenizer(run_cfg.model.src_vocab_size)
+            cfg = run_cfg.model
+        elif not (run_dir / "tokenizer.json").is_file():
+            raise _user_error(f"{run_dir / 'tokenizer.json'} not found")
+        else:
+            tokenizer = load_tokenizer(run_dir / "tokenizer.json")
+            vocab = tokenizer.vocab_size
+            cfg = run_cfg.model.replace(src_vocab_size=vocab, tgt_vocab_size=vocab)
     except (ConfigError, TokenizerError) as err:
         raise _user_error(str(err)) from None
-    vocab = tokenizer.vocab_size
-    cfg = run_cfg.model.replace(src_vocab_size=vocab, tgt_vocab_size=vocab)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
