@@ -1,0 +1,49 @@
+"""`transformer train CONFIG.toml --out RUN_DIR [--set section.key=value ...] [--resume]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="train a Transformer from a TOML config into a run directory",
+        description="Train a Transformer (Adam + warm-up schedule + label smoothing). The run "
+        "directory gets config.toml, tokenizer.json, model.safetensors, checkpoints/, "
+        "log.jsonl and tb/ (TensorBoard). Ctrl-C saves a checkpoint and exits.",
+    )
+    parser.add_argument("config", help="TOML file with [model], [data], [train] sections")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value (repeatable), e.g. train.max_steps=100")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the run directory's last checkpoint")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from transformer.cli import UserError
+    from transformer.config import ConfigError
+    from transformer.data import DataError
+    from transformer.training.checkpoint import CheckpointError
+    from transformer.training.config import RunConfig
+    from transformer.training.run import train
+    from transformer.training.trainer import TrainingError
+
+    try:
+        config = RunConfig.from_toml(args.config, args.set)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    try:
+        result = train(config, args.out, resume=args.resume)
+    except (ConfigError, DataError, CheckpointError) as err:
+        raise UserError(str(err)) from None
+    except TrainingError as err:
+        print(f"transformer train: stopped: {err}", file=sys.stderr)
+        return 1
+    val = result.val
+    summary = f"; val loss {val['val_loss']:.4f}, ppl {val['val_ppl']:.3f}" if val else ""
+    print(f"training {result.status} at step {result.step}{summary}; run directory {args.out}")
+    return 130 if result.status == "interrupted" else 0

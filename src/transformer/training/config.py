@@ -1,0 +1,208 @@
+"""Training configuration: `[model]`, `[data]`, `[train]` TOML sections as frozen dataclasses.
+
+    run = RunConfig.from_toml("configs/copy-task.toml", ["train.max_steps=200"])
+    run.model  # transformer.config.ModelConfig
+    run.data   # DataConfig
+    run.train  # TrainConfig
+
+`[model]` may name a `preset = "tiny"` whose fields the other keys override. `to_toml()`
+writes the resolved config (every field explicit) that a run directory keeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Self
+
+from transformer.config import ConfigError, ModelConfig, apply_overrides, load_toml
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation recipe (Vaswani et al., 2017, Section 5.3) and the loop's bookkeeping.
+
+    lr = lr_scale · d_model^-0.5 · min(step^-0.5, step · warmup^-1.5); Adam(betas, eps).
+    One optimizer step accumulates `accum_steps` batches, normalised by their total number of
+    target tokens. `clip_norm` = 0 disables gradient clipping. Intervals are in optimizer steps.
+    `device` "auto" picks CUDA when present; `amp` "auto" uses bf16 autocast on CUDA only.
+    `threads` > 0 sets torch's CPU thread count (0 keeps torch's default); small models on a
+    busy machine often run faster with 1.
+    """
+
+    seed: int = 0
+    max_steps: int = 1000
+    warmup: int = 4000
+    lr_scale: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-9
+    accum_steps: int = 1
+    clip_norm: float = 0.0
+    log_every: int = 50
+    val_every: int = 500
+    save_every: int = 500
+    keep_last: int = 5
+    device: str = "auto"
+    amp: str = "auto"
+    threads: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(self.betas))
+        for name in ("max_steps", "warmup", "accum_steps", "log_every", "val_every"):
+            _positive_int("train", name, getattr(self, name))
+        for name in ("save_every", "keep_last"):
+            _positive_int("train", name, getattr(self, name))
+        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 0:
+            raise ConfigError(f"train.threads must be an integer >= 0, got {self.threads!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"train.seed must be an integer, got {self.seed!r}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"train.betas must be two numbers in [0, 1), got {self.betas!r}")
+        for name in ("lr_scale", "eps"):
+            _positive_float("train", name, getattr(self, name))
+        if not isinstance(self.clip_norm, int | float) or self.clip_norm < 0:
+            raise ConfigError(f"train.clip_norm must be >= 0 (0 = off), got {self.clip_norm!r}")
+        _choice("train", "amp", self.amp, ("auto", "bf16", "off"))
+        if not isinstance(self.device, str) or not self.device:
+            raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What to train on. task "copy": synthetic sequences whose target equals the source
+    (symbols drawn from ids 4 .. model.src_vocab_size-1). task "multi30k": the Multi30k
+    corpus (`data_dir` or TRANSFORMER_DATA), tokenized with a joint BPE of `bpe_merges`
+    merges trained on the training split unless `tokenizer` names a saved one.
+    Batches hold at most `max_tokens` source (and target) tokens including padding.
+    """
+
+    task: str = "copy"
+    max_tokens: int = 4096
+    copy_min_len: int = 4
+    copy_max_len: int = 10
+    copy_train_size: int = 20000
+    copy_val_size: int = 200
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    data_dir: str = ""
+    tokenizer: str = ""
+    bpe_merges: int = 8000
+    max_words: int = 100
+
+    def __post_init__(self) -> None:
+        _choice("data", "task", self.task, ("copy", "multi30k"))
+        for name in ("max_tokens", "copy_min_len", "copy_max_len", "copy_train_size"):
+            _positive_int("data", name, getattr(self, name))
+        for name in ("copy_val_size", "bpe_merges", "max_words"):
+            _positive_int("data", name, getattr(self, name))
+        if self.copy_min_len > self.copy_max_len:
+            raise ConfigError(
+                f"data.copy_min_len ({self.copy_min_len}) > data.copy_max_len "
+                f"({self.copy_max_len})"
+            )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The whole run: model architecture, data, and training recipe."""
+
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Self:
+        """Build from {"model": {...}, "data": {...}, "train": {...}}; unknown keys are errors."""
+        unknown = sorted(set(values) - {"model", "data", "train"})
+        if unknown:
+            raise ConfigError(f"unknown section [{unknown[0]}] (known: model, data, train)")
+        model = dict(values.get("model", {}))
+        preset = model.pop("preset", None)
+        if preset is not None:
+            model_cfg = ModelConfig.preset(preset, **model)
+        else:
+            model_cfg = ModelConfig.from_dict(model)
+        return cls(
+            model=model_cfg,
+            data=_build(DataConfig, values.get("data", {}), "data"),
+            train=_build(TrainConfig, values.get("train", {}), "train"),
+        )
+
+    @classmethod
+    def from_toml(cls, path: str | Path, overrides: list[str] = ()) -> Self:
+        """Read a TOML file and apply `section.key=value` overrides; errors name the file."""
+        raw = apply_overrides(load_toml(path), list(overrides))
+        try:
+            return cls.from_dict(raw)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {
+            "model": self.model.to_dict(),
+            "data": dataclasses.asdict(self.data),
+            "train": dataclasses.asdict(self.train),
+        }
+
+    def replace_model(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, model=self.model.replace(**changes))
+
+    def to_toml(self) -> str:
+        """The resolved config as TOML text (every field; None fields are left out)."""
+        lines: list[str] = []
+        for section, values in self.to_dict().items():
+            lines.append(f"[{section}]")
+            for key, value in values.items():
+                if value is not None:
+                    lines.append(f"{key} = {_toml_value(value)}")
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"cannot write non-finite number {value} to TOML")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _build(cls: type, values: dict[str, Any], section: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{section}] must be a table")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        names = ", ".join(sorted(known))
+        raise ConfigError(f"unknown field {section}.{unknown[0]} (known: {names})")
+    try:
+        return cls(**values)
+    except TypeError as err:
+        raise ConfigError(f"invalid [{section}]: {err}") from None
+
+
+def _positive_int(section: str, name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{section}.{name} must be a positive integer, got {value!r}")
+
+
+def _positive_float(section: str, name: str, value: Any) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ConfigError(f"{section}.{name} must be a positive number, got {value!r}")
+
+
+def _choice(section: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{section}.{name} must be one of {choices}, got {value!r}")

@@ -1,0 +1,117 @@
+"""The trainer's datasets, built on the data pipeline (`transformer.data`).
+
+`build_data(run, run_dir)` returns a `TrainData` (a seeded `TokenBatcher` over the training
+pairs, a fixed-order one over the validation pairs) and the model config with the vocabulary
+sizes the data needs:
+- task "copy": synthetic pairs (`copy_task`), ids are symbols, no tokenizer;
+- task "multi30k": the Multi30k corpus, tokenized with RUN_DIR/tokenizer.json (a joint BPE
+  trained on the training split's both sides on the first run, or `data.tokenizer` copied in),
+  encoded once and cached under RUN_DIR/cache.
+
+Batches follow `transformer.data.Batch`: src (B, S), tgt_in (B, T) = <s> y, tgt_out (B, T)
+= y </s>; a data position is (epoch, next batch index) and each batch carries `next_position`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from transformer.config import ModelConfig
+from transformer.data import EncodedParallel, SkipCounts, TokenBatcher
+from transformer.training.config import RunConfig
+
+
+@dataclass
+class TrainData:
+    train: TokenBatcher
+    val: TokenBatcher | None
+    tokenizer_path: Path | None = None
+
+
+def encoded_from_pairs(pairs: list[tuple[list[int], list[int]]]) -> EncodedParallel:
+    """An `EncodedParallel` of in-memory (source ids, target ids) pairs (no <s>/</s>)."""
+    if not pairs:
+        raise ValueError("no pairs to encode")
+
+    def ragged(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+        np.cumsum([len(s) for s in seqs], out=offsets[1:])
+        ids = np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1]))
+        return ids, offsets
+
+    src_ids, src_offsets = ragged([s for s, _ in pairs])
+    tgt_ids, tgt_offsets = ragged([t for _, t in pairs])
+    return EncodedParallel(
+        src_ids=src_ids, src_offsets=src_offsets, tgt_ids=tgt_ids, tgt_offsets=tgt_offsets,
+        line_numbers=np.arange(1, len(pairs) + 1, dtype=np.int64),
+        counts=SkipCounts(lines=len(pairs), kept=len(pairs)),
+    )
+
+
+def _batchers(run: RunConfig, train: EncodedParallel, val: EncodedParallel | None):
+    pad = run.model.pad_id
+    batcher = TokenBatcher(train, run.data.max_tokens, seed=run.train.seed, pad_id=pad)
+    val_batcher = None
+    if val is not None and len(val):
+        val_batcher = TokenBatcher(val, run.data.max_tokens, shuffle=False, pad_id=pad)
+    return batcher, val_batcher
+
+
+def copy_data(run: RunConfig) -> TrainData:
+    """The copy task: symbols 4 .. src_vocab_size-1, target = source."""
+    from transformer.training.copy_task import split_copy
+
+    d = run.data
+    train, val = split_copy(
+        d.copy_train_size, d.copy_val_size, run.model.src_vocab_size,
+        d.copy_min_len, d.copy_max_len, seed=run.train.seed,
+    )
+    return TrainData(*_batchers(run, copy_encoded(train), copy_encoded(val)))
+
+
+def copy_encoded(seqs: list[list[int]]) -> EncodedParallel:
+    """Copy pairs: the source ends with </s> (as fairseq's sources do; it tells the decoder
+    where the sequence ends), the target is the sequence (the batcher adds <s> / </s>)."""
+    from transformer.training.copy_task import EOS
+
+    return encoded_from_pairs([([*s, EOS], s) for s in seqs])
+
+
+def multi30k_data(run: RunConfig, run_dir: Path, progress: bool) -> tuple[TrainData, ModelConfig]:
+    """Multi30k train/val, tokenized with the run's BPE (trained here on the first run)."""
+    from transformer.data import encode_parallel, load_multi30k
+    from transformer.tokenizers import BPE
+
+    d = run.data
+    data_dir = d.data_dir or None
+    corpus = load_multi30k("train", d.src_lang, d.tgt_lang, data_dir=data_dir,
+                           max_words=d.max_words, progress=progress)
+    val_corpus = load_multi30k("val", d.src_lang, d.tgt_lang, data_dir=data_dir,
+                               max_words=d.max_words, progress=progress)
+    tok_path = run_dir / "tokenizer.json"
+    if not tok_path.exists():
+        if d.tokenizer:
+            shutil.copyfile(d.tokenizer, tok_path)
+        else:
+            bpe = BPE.train([*corpus.src, *corpus.tgt], d.bpe_merges, progress=progress)
+            bpe.save(tok_path)
+    bpe = BPE.load(tok_path)
+    cache = run_dir / "cache"
+    limit = run.model.max_len - 1  # room for <s> / </s>
+    train = encode_parallel(corpus, bpe, tokenizer_file=tok_path, cache_dir=cache,
+                            max_len=limit, progress=progress)
+    val = encode_parallel(val_corpus, bpe, tokenizer_file=tok_path, cache_dir=cache,
+                          max_len=limit, progress=progress)
+    model = run.model.replace(src_vocab_size=bpe.vocab_size, tgt_vocab_size=bpe.vocab_size)
+    return TrainData(*_batchers(run, train, val), tokenizer_path=tok_path), model
+
+
+def build_data(run: RunConfig, run_dir: str | Path, progress: bool = True):
+    """(TrainData, ModelConfig) for the run's task; see the module docstring."""
+    if run.data.task == "copy":
+        return copy_data(run), run.model
+    return multi30k_data(run, Path(run_dir), progress)

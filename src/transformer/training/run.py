@@ -1,0 +1,60 @@
+"""One call from a config to a trained run directory: `train(run, run_dir, resume=False)`.
+
+A fresh run refuses a directory that already holds checkpoints (nothing is overwritten);
+`resume=True` continues from the directory's last checkpoint and requires the same model
+and data config as the saved `config.toml` (training settings such as `max_steps` may change).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from transformer.training import checkpoint as ckpt
+from transformer.training.config import RunConfig
+from transformer.training.data import build_data
+from transformer.training.trainer import Trainer, TrainingError, TrainResult
+
+log = logging.getLogger("transformer.training")
+
+
+def prepare_run_dir(run: RunConfig, run_dir: Path, resume: bool) -> None:
+    """Check that the directory fits the request (fresh vs resume) and create it."""
+    has_ckpt = bool(ckpt.step_dirs(run_dir))
+    if resume:
+        if not has_ckpt:
+            raise TrainingError(f"{run_dir}: no checkpoint to resume from (start without --resume)")
+        saved = RunConfig.from_toml(run_dir / "config.toml")
+        if saved.data != run.data:
+            raise TrainingError(f"{run_dir}: the [data] config differs from the saved "
+                                f"config.toml; resume with the same data")
+        return
+    if has_ckpt:
+        raise TrainingError(
+            f"{run_dir} already holds a run (checkpoints/); use --resume to continue it "
+            "or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def train(run: RunConfig, run_dir: str | Path, resume: bool = False,
+          tensorboard: bool = True) -> TrainResult:
+    """Build data and model from `run` and train into `run_dir` (see `Trainer`)."""
+    from transformer.models import Transformer
+
+    run_dir = Path(run_dir)
+    prepare_run_dir(run, run_dir, resume)
+    data, model_cfg = build_data(run, run_dir, progress=run.train.progress)
+    run = RunConfig(model=model_cfg, data=run.data, train=run.train)
+    if resume:
+        saved = RunConfig.from_toml(run_dir / "config.toml")
+        if saved.model != run.model:
+            raise TrainingError(f"{run_dir}: the [model] config differs from the saved "
+                                "config.toml; a checkpoint only loads into the same model")
+    (run_dir / "config.toml").write_text(run.to_toml(), encoding="utf-8")
+    torch.manual_seed(run.train.seed)  # the initial weights depend only on the config
+    model = Transformer(run.model)
+    trainer = Trainer(run, run_dir, data, model, resume=resume, tensorboard=tensorboard)
+    return trainer.fit()

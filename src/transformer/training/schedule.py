@@ -1,0 +1,27 @@
+"""The learning-rate schedule of Vaswani et al., 2017, Section 5.3 (equation 3), "Noam":
+
+    lrate = scale · d_model^-0.5 · min(step^-0.5, step · warmup^-1.5)
+
+It rises linearly for the first `warmup` steps and then decays with the inverse square root
+of the step; the two branches meet at step = warmup, where the rate peaks at
+scale · (d_model · warmup)^-0.5. Steps count from 1 (the first optimizer update uses step 1,
+so its rate is scale · d_model^-0.5 · warmup^-1.5, never 0).
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def noam_lr(step: int, d_model: int, warmup: int, scale: float = 1.0) -> float:
+    """The learning rate for the 1-based optimizer step `step` (pure function)."""
+    if step < 1:
+        raise ValueError(f"step counts from 1, got {step}")
+    if d_model < 1 or warmup < 1:
+        raise ValueError(f"d_model and warmup must be >= 1, got {d_model} and {warmup}")
+    return scale * d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
+
+
+def noam_peak(d_model: int, warmup: int, scale: float = 1.0) -> float:
+    """The highest rate of the schedule, reached at step = warmup."""
+    return scale / math.sqrt(d_model * warmup)

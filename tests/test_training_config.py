@@ -1,0 +1,68 @@
+"""RunConfig: TOML sections, overrides, clear errors, round trip, the demo preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from transformer.config import ConfigError, ModelConfig, load_toml
+from transformer.training.config import DataConfig, RunConfig, TrainConfig
+from transformer.training.copy_task import DEMO_CONFIG, copy_sequences, split_copy
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_sections_preset_and_overrides(tmp_path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('[model]\npreset = "tiny"\nd_model = 64\n[data]\nmax_tokens = 100\n'
+                    "[train]\nwarmup = 10\nbetas = [0.8, 0.9]\n")
+    run = RunConfig.from_toml(path, ["train.max_steps=7", "model.n_heads=2"])
+    assert run.model == ModelConfig.preset("tiny", d_model=64, n_heads=2)
+    assert run.data == DataConfig(max_tokens=100)
+    assert run.train == TrainConfig(warmup=10, max_steps=7, betas=(0.8, 0.9))
+
+
+def test_to_toml_round_trips(tmp_path) -> None:
+    run = RunConfig.from_dict({"model": {"preset": "tiny", "d_k": 16, "d_v": 16},
+                               "data": {"task": "multi30k", "data_dir": 'a "b"\\c'},
+                               "train": {"eps": 1e-9, "clip_norm": 0.5}})
+    path = tmp_path / "out.toml"
+    path.write_text(run.to_toml())
+    assert RunConfig.from_toml(path) == run
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.warmup=0", "train.warmup must be a positive integer"),
+        ("train.amp='fp8'", "train.amp must be one of"),
+        ("data.task='wmt'", "data.task must be one of"),
+        ("train.max_step=3", "unknown field train.max_step"),
+        ("model.d_model=30", "divisible"),
+        ("data.copy_min_len=20", "copy_min_len"),
+        ("optim.lr=1", r"unknown section \[optim\]"),
+        ("train.betas=[0.9]", "train.betas"),
+    ],
+)
+def test_bad_values_name_the_file_and_field(tmp_path, override: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[model]\npreset = "tiny"\n')
+    with pytest.raises(ConfigError, match=message) as err:
+        RunConfig.from_toml(path, [override])
+    assert "bad.toml" in str(err.value)
+
+
+def test_copy_task_config_file_is_the_demo_config() -> None:
+    assert load_toml(REPO / "configs" / "copy-task.toml") == DEMO_CONFIG
+
+
+def test_copy_sequences_are_seeded_and_held_out_is_unseen() -> None:
+    seqs = copy_sequences(50, 10, 2, 6, seed=3)
+    assert seqs == copy_sequences(50, 10, 2, 6, seed=3)
+    assert all(2 <= len(s) <= 6 and all(4 <= x < 10 for x in s) for s in seqs)
+    train, val = split_copy(300, 40, 8, 3, 5, seed=1)
+    assert len(val) == 40 and not {tuple(s) for s in val} & {tuple(s) for s in train}
+    assert len({tuple(s) for s in val}) == 40
+    with pytest.raises(ValueError, match="too few distinct"):
+        split_copy(10, 50, 5, 1, 1, seed=0)  # only one possible sequence
