@@ -165,3 +165,22 @@ def test_bad_inputs_raise_clear_errors():
         model(ids(1, 41), ids(1, 2))
     with pytest.raises(ValueError, match="int64"):
         KVCache().reorder(torch.tensor([0], dtype=torch.int32))
+    memory = model.encode(ids(2, 3))
+    with pytest.raises(ValueError, match="src_pad_mask"):
+        model.decode(ids(2, 2), memory, torch.zeros(2, 1, 1, 3, dtype=torch.bool))
+
+
+def test_dropout_only_in_training():
+    """Dropout (embedding sums and sub-layer outputs) acts in train mode only; with P_drop = 0
+    training mode computes exactly the eval-mode function."""
+    src, tgt = ids(2, 5), ids(2, 4)
+    model = make(Transformer, dropout=0.3)
+    with torch.no_grad():
+        eval_out = model(src, tgt)
+        model.train()
+        a, b = model(src, tgt), model(src, tgt)
+    assert max_diff(a, b) > 1e-3 and max_diff(a, eval_out) > 1e-3
+    no_drop = make(Transformer, dropout=0.0)
+    with torch.no_grad():
+        expected = no_drop(src, tgt)
+        assert max_diff(no_drop.train()(src, tgt), expected) <= TOL

@@ -114,6 +114,10 @@ class Transformer(nn.Module):
         of `memory` are computed on the first cached call and reused afterwards.
         """
         check_ids("tgt", tgt, self.config.tgt_vocab_size)
+        if src_pad_mask is not None and src_pad_mask.shape != memory.shape[:2]:
+            raise ValueError(f"src_pad_mask must be (batch, source length) = "
+                             f"{tuple(memory.shape[:2])} like memory, got "
+                             f"{tuple(src_pad_mask.shape)}")
         offset = 0 if cache is None else cache.length
         mem_mask = None if src_pad_mask is None else src_pad_mask[:, None, None, :]  # (B,1,1,S)
         x = self.dropout(self.tgt_embed(tgt) + self.tgt_pos(tgt.shape[1], offset))  # (B, T, D)
