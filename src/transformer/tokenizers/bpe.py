@@ -29,6 +29,7 @@ from transformer.tokenizers.learn import learn_word_merges
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 _CACHE_LIMIT = 1 << 20  # words; the per-word caches are cleared when they grow past this
+_NO_RANK = 1 << 62  # the rank of a pair that is not a merge
 
 
 def split_words(text: str) -> list[str]:
@@ -137,21 +138,35 @@ class BPE:
         self._ids.clear()
 
     def segment_word(self, word: str) -> tuple[str, ...]:
-        """The tokens of one word: merges applied lowest rank first, all occurrences at once."""
+        """The tokens of one word: repeatedly the lowest-ranked adjacent pair is merged, at all
+        its non-overlapping occurrences from left to right (`subword-nmt apply-bpe`'s rule).
+
+        Each adjacent pair's rank is kept in a list; after a merge only the ranks of the two
+        pairs next to it are looked up again.
+        """
         cached = self._pieces.get(word)
-        if cached is not None:
-            return cached
-        symbols = list(self._initial(word, self.end_of_word))
-        ranks = self.ranks
-        while len(symbols) > 1:
-            best_rank, best = len(ranks), None
-            for pair in itertools.pairwise(symbols):
-                r = ranks.get(pair)
-                if r is not None and r < best_rank:
-                    best_rank, best = r, pair
-            if best is None:
+        if cached is not None or not word:
+            return cached or ()
+        symbols = list(word)
+        if self.end_of_word is not None:
+            symbols[-1] += self.end_of_word
+        get, none = self.ranks.get, _NO_RANK
+        codes = [get(pair, none) for pair in itertools.pairwise(symbols)]
+        while codes:
+            best = min(codes)
+            if best == none:
                 break
-            symbols = _merge(symbols, best)
+            i = codes.index(best)
+            while True:  # every occurrence of the best pair, left to right
+                merged = symbols[i] = symbols[i] + symbols[i + 1]
+                del symbols[i + 1], codes[i]
+                if i > 0:
+                    codes[i - 1] = get((symbols[i - 1], merged), none)
+                if i < len(codes):
+                    codes[i] = get((merged, symbols[i + 1]), none)
+                if best not in codes:  # (earlier occurrences are merged already)
+                    break
+                i = codes.index(best, i + 1)
         out = tuple(symbols)
         if len(self._pieces) >= _CACHE_LIMIT:
             self._pieces.clear()
@@ -282,18 +297,3 @@ class BPE:
         from transformer.tokenizers.hf import bpe_to_hf
 
         tio.write_json(path, bpe_to_hf(self))
-
-
-def _merge(symbols: list[str], pair: tuple[str, str]) -> list[str]:
-    """Replace every non-overlapping occurrence of `pair`, left to right."""
-    a, b = pair
-    out: list[str] = []
-    i, n = 0, len(symbols)
-    while i < n:
-        if i + 1 < n and symbols[i] == a and symbols[i + 1] == b:
-            out.append(a + b)
-            i += 2
-        else:
-            out.append(symbols[i])
-            i += 1
-    return out
