@@ -41,33 +41,49 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _demo(config, run_dir: str, n_examples: int) -> int:
-    import torch
-
-    from transformer.decoding import SpecialIds, greedy_decode
     from transformer.models import Transformer
-    from transformer.training.checkpoint import load_into
-    from transformer.training.copy_task import BOS, EOS, PAD, exact_copy_accuracy, split_copy
+    from transformer.training import checkpoint as ckpt
+    from transformer.training.copy_task import split_copy
     from transformer.training.run import train
 
     start = time.perf_counter()
     result = train(config, run_dir, tensorboard=False)
     seconds = time.perf_counter() - start
-    model = Transformer(config.model)
-    load_into(model, f"{run_dir}/model.safetensors")  # what the run directory keeps
-    model.eval()
     d = config.data
     _, held_out = split_copy(d.copy_train_size, d.copy_val_size, config.model.src_vocab_size,
                              d.copy_min_len, d.copy_max_len, seed=config.train.seed)
-    width = max(len(s) for s in held_out)
-    src = torch.full((len(held_out), width), PAD, dtype=torch.int64)  # (B, S)
-    for i, seq in enumerate(held_out):
+    print(f"trained {result.step} steps in {seconds:.1f} s; greedy exact-copy accuracy on "
+          f"{len(held_out)} held-out sequences:")
+    model = Transformer(config.model)
+    ckpt.load_into(model, f"{run_dir}/model.safetensors")  # what the run directory keeps
+    latest, _ = _copy_accuracy(model, held_out)
+    print(f"  last checkpoint (step {result.step}): {latest:.1%}")
+    kept = ckpt.step_dirs(run_dir)
+    model.load_state_dict(ckpt.average([path / "model.safetensors" for _, path in kept]))
+    accuracy, outputs = _copy_accuracy(model, held_out)
+    steps = ", ".join(str(s) for s, _ in kept)
+    print(f"  average of the last {len(kept)} checkpoints (steps {steps}; the paper's "
+          f"Section 6.1): {accuracy:.1%}")
+    for seq, out in list(zip(held_out, outputs))[:n_examples]:
+        mark = "ok" if out == seq else "WRONG"
+        print(f"  source {seq}\n  output {out}  {mark}")
+    return 0 if accuracy == 1.0 else 1
+
+
+def _copy_accuracy(model, held_out: list[list[int]]) -> tuple[float, list[list[int]]]:
+    """Greedy-decode each held-out sequence (source = symbols + </s>); the exact-copy
+    accuracy and the outputs without their </s>."""
+    import torch
+
+    from transformer.decoding import SpecialIds, greedy_decode
+    from transformer.training.copy_task import BOS, EOS, PAD, exact_copy_accuracy
+
+    model.eval()
+    sources = [[*seq, EOS] for seq in held_out]
+    src = torch.full((len(sources), max(map(len, sources))), PAD, dtype=torch.int64)  # (B, S)
+    for i, seq in enumerate(sources):
         src[i, : len(seq)] = torch.tensor(seq)
     hyps = greedy_decode(model, src, SpecialIds(bos=BOS, eos=EOS, pad=PAD))
     outputs = [h.tokens for h in hyps]
-    accuracy = exact_copy_accuracy(outputs, held_out)
-    print(f"trained {result.step} steps in {seconds:.1f} s; "
-          f"exact-copy accuracy on {len(held_out)} held-out sequences: {accuracy:.1%}")
-    for seq, out in list(zip(held_out, outputs))[:n_examples]:
-        mark = "ok" if out == [*seq, EOS] else "WRONG"
-        print(f"  source {seq}\n  output {out[:-1] if out[-1:] == [EOS] else out}  {mark}")
-    return 0 if accuracy == 1.0 else 1
+    stripped = [out[:-1] if out[-1:] == [EOS] else out for out in outputs]
+    return exact_copy_accuracy(outputs, held_out), stripped

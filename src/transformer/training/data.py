@@ -31,6 +31,17 @@ class TrainData:
     val: TokenBatcher | None
     tokenizer_path: Path | None = None
 
+    def summary(self) -> dict[str, float | int]:
+        """What the log records about the data: sizes, skipped pairs, epoch-0 padding."""
+        counts = self.train.data.counts
+        padding = self.train.padding(0)
+        return {
+            "train_pairs": len(self.train.data), "val_pairs": len(self.val.data) if self.val else 0,
+            "lines": counts.lines, "skipped_empty": counts.empty,
+            "skipped_too_long": counts.too_long, "skipped_too_many_tokens": counts.too_many_tokens,
+            "batches_per_epoch": padding.n_batches, "padding": padding.fraction,
+        }
+
 
 def encoded_from_pairs(pairs: list[tuple[list[int], list[int]]]) -> EncodedParallel:
     """An `EncodedParallel` of in-memory (source ids, target ids) pairs (no <s>/</s>)."""

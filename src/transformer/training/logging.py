@@ -1,10 +1,12 @@
 """Training metrics: one JSON object per line in RUN_DIR/log.jsonl, and TensorBoard scalars
 in RUN_DIR/tb (`tensorboard --logdir RUN_DIR/tb`).
 
-Each record has `kind` ("train", "val" or "event"), `step`, and its scalars, e.g.
+Each record has `kind` ("data", "train", "val" or "event"), `step`, and its scalars, e.g.
 {"kind": "train", "step": 100, "loss": 2.31, "ppl": 9.1, "lr": 0.0007, "tokens_per_s": 5100.0,
- "padding": 0.12, ...}. On resume from step N, records after N (written by the interrupted
-run after its last checkpoint) are dropped, so the log reads as one uninterrupted run.
+ "padding": 0.12, ...}; the "data" record (step 0) gives the corpus size, the pairs
+skipped (empty / over the word limit / over the token limit) and epoch 0's padding
+fraction. On resume from step N, records after N (written by the interrupted run after its
+last checkpoint) are dropped, so the log reads as one uninterrupted run.
 """
 
 from __future__ import annotations

@@ -275,6 +275,8 @@ class Trainer:
         bar = tqdm(total=t.max_steps, initial=self.step, disable=not t.progress,
                    desc="train", unit="step", dynamic_ncols=True)
         with _StopFlag() as flag, MetricsLog(self.run_dir, self.step, self._tensorboard) as log:
+            if not self.resume:
+                log.write("data", 0, **self.data.summary())
             meter = _Meter()
             while self.step < t.max_steps:
                 if flag.stop:
