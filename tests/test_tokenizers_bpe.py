@@ -96,11 +96,18 @@ def test_merges_equal_subword_nmt_on_multi30k_slice():
 
 
 @pytest.mark.slow
-def test_merges_equal_subword_nmt_on_multi30k_8000():
+def test_merges_and_segmentation_equal_subword_nmt_on_multi30k_8000(tmp_path):
+    from subword_nmt.apply_bpe import BPE as SubwordNmtBPE
+
     lines = multi30k_lines("train")
     bpe = BPE.train(lines, 8000)
     assert len(bpe.merges) == 8000
     assert bpe.merges == subword_nmt_codes(lines, 8000)
+    bpe.write_codes(tmp_path / "codes")
+    with open(tmp_path / "codes", encoding="utf-8") as f:
+        reference = SubwordNmtBPE(f)
+    for line in lines + multi30k_lines("test_2016_flickr"):
+        assert bpe.segment(line) == reference.process_line(line), line
 
 
 def test_at_at_export_equals_subword_nmt_apply_bpe(tmp_path):
