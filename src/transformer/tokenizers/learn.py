@@ -184,21 +184,21 @@ def _apply_merge(
     grown: set[str] = set()
     for idx in where.pop(pair, ()):
         word = words[idx]
-        if pair not in word:
+        i = word.find(pair)
+        if i < 0:
             continue  # stale index entry: an earlier merge removed the pair from this word
         freq = freqs[idx]
-        new = word.replace(pair, merged)
-        words[idx] = new
-        if len(word) - len(new) == 1:  # one occurrence: only its two neighbours change
-            i = word.find(pair)
-            if i > 0:
+        new = words[idx] = word.replace(pair, merged)
+        n = len(word)
+        if len(new) == n - 1:  # one occurrence: only its two neighbours change
+            if i:
                 x = word[i - 1]
                 stats[x + a] -= freq
                 q = x + merged
                 stats[q] += freq
                 where[q].append(idx)
                 grown.add(q)
-            if i + 2 < len(word):
+            if i + 2 < n:
                 y = word[i + 2]
                 stats[b + y] -= freq
                 q = merged + y
@@ -206,7 +206,7 @@ def _apply_merge(
                 where[q].append(idx)
                 grown.add(q)
         else:  # several occurrences: recount this word's pairs
-            for i in range(len(word) - 1):
+            for i in range(n - 1):
                 stats[word[i : i + 2]] -= freq
             for i in range(len(new) - 1):
                 q = new[i : i + 2]
