@@ -15,6 +15,7 @@ BENCHES = {
     "data": ("data", "Multi30k pipeline: encode vs cache, batches/s, bucketed vs fixed padding"),
     "model": ("model", "training step vs nn.Transformer (tokens/s, MFU); --params: Table 3"),
     "tokenizer": ("tokenizer", "BPE learn/encode vs subword-nmt, HF tokenizers, tiktoken"),
+    "training": ("training", "Multi30k training tokens/s: trainer + token batches vs plain loop"),
 }
 
 
