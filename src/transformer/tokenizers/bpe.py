@@ -151,7 +151,7 @@ class BPE:
         if self.end_of_word is not None:
             symbols[-1] += self.end_of_word
         get, none = self.ranks.get, _NO_RANK
-        codes = [get(pair, none) for pair in itertools.pairwise(symbols)]
+        codes = list(map(get, itertools.pairwise(symbols), itertools.repeat(none)))
         while codes:
             best = min(codes)
             if best == none:

@@ -25,7 +25,7 @@ from transformer.tokenizers.learn import learn_merges
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 ENDOFTEXT = "<|endoftext|>"
 _CACHE_LIMIT = 1 << 20  # pieces; the cache is cleared when it grows past this
-_SHIFT = 32  # pair key = left id << 32 | right id; merge code = rank << 32 | merged id
+_SHIFT = 32  # the code of a merge: rank << 32 | merged id
 _MASK = (1 << _SHIFT) - 1
 _NO_MERGE = 1 << 80  # the code of a pair that is not a merge (larger than any real code)
 
@@ -159,11 +159,11 @@ class ByteBPE:
 
     # ----------------------------------------------------------------------------- encoding
     def _build_merge_table(self) -> None:
-        """Integer tables for `_piece_ids`: pair (left id, right id) -> (rank, merged id)."""
+        """Tables for `_piece_ids`: (left id, right id) -> rank << 32 | merged id; byte -> id."""
         vocab = self.vocab
         table: dict[int, int] = {}
         for rank, (a, b) in enumerate(self.merges):
-            key = vocab[a] << _SHIFT | vocab[b]
+            key = (vocab[a], vocab[b])
             if key not in table:  # a repeated merge keeps its first rank
                 table[key] = rank << _SHIFT | vocab[a + b]
         self._merge_table = table
@@ -180,21 +180,20 @@ class ByteBPE:
             data = piece.encode("utf-8")
         except UnicodeEncodeError:
             data = _utf8(piece, text)  # raises the clear error
-        byte_ids = self._byte_ids
-        ids = [byte_ids[b] for b in data]
-        get, mask = self._merge_table.get, _MASK
-        codes = [get(a << _SHIFT | b, _NO_MERGE) for a, b in itertools.pairwise(ids)]
+        ids = list(map(self._byte_ids.__getitem__, data))
+        get, mask, none = self._merge_table.get, _MASK, _NO_MERGE
+        codes = list(map(get, itertools.pairwise(ids), itertools.repeat(none)))
         while codes:
             best = min(codes)
-            if best == _NO_MERGE:
+            if best == none:
                 break
             i = codes.index(best)
             merged = ids[i] = best & mask
             del ids[i + 1], codes[i]
-            if i > 0:
-                codes[i - 1] = get(ids[i - 1] << _SHIFT | merged, _NO_MERGE)
+            if i:
+                codes[i - 1] = get((ids[i - 1], merged), none)
             if i < len(codes):
-                codes[i] = get(merged << _SHIFT | ids[i + 1], _NO_MERGE)
+                codes[i] = get((merged, ids[i + 1]), none)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
         self._cache[piece] = ids
