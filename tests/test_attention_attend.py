@@ -216,3 +216,52 @@ def test_cuda_matches_cpu():
         expected, _ = A.attend(q, k, v, mask, causal=causal)
         got, _ = A.attend(q.cuda(), k.cuda(), v.cuda(), mask.cuda(), causal=causal)
         np.testing.assert_allclose(got.cpu().numpy(), expected.numpy(), atol=1e-4, rtol=1e-3)
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_dispatch_follows_the_measured_crossover(one_thread, monkeypatch):
+    """Broadcasting only for CPU + one thread + autograd + T <= 8 + B*H*S >= 16384."""
+    calls = []
+    weights_path = A._attend_weights
+    monkeypatch.setattr(A, "_attend_weights", lambda *a: calls.append(1) or weights_path(*a))
+
+    def path(t, s, grad=True):
+        calls.clear()
+        q = torch.randn(2, 8, t, 4, requires_grad=grad)
+        k, v = torch.randn(2, 8, s, 4), torch.randn(2, 8, s, 4)
+        A.attend(q, k, v)
+        return "broadcasting" if calls else "sdpa"
+
+    assert path(8, 1024) == "broadcasting"
+    assert path(9, 1024) == "sdpa"
+    assert path(8, 1023) == "sdpa"
+    assert path(8, 1024, grad=False) == "sdpa"
+    with torch.no_grad():
+        assert path(8, 1024) == "sdpa"
+    torch.set_num_threads(2)
+    assert path(8, 1024) == "sdpa"
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_crossover_path_is_correct(one_thread, causal):
+    q = torch.randn(2, 8, 3, 4, dtype=torch.float64, requires_grad=True)
+    k, v = (torch.randn(2, 8, 1024, 4, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    mask = torch.zeros(2, 1, 1, 1024, dtype=torch.bool)
+    mask[1] = True  # sequence 1: nothing to see
+    mask[0, ..., 500:] = True
+    out, weights = A.attend(q, k, v, mask, causal=causal)
+    assert weights is None
+    expected, _ = reference_attention(
+        q[:, :2], k[:, :2], v[:, :2], combined_mask(mask, causal, 3, 1024)
+    )
+    close(out[:, :2], expected, q.dtype)
+    assert out[1].eq(0).all()
+    (out * torch.randn_like(out)).sum().backward()
+    assert all(x.grad.isfinite().all() for x in (q, k, v))

@@ -166,15 +166,27 @@ def benchmark(
 # The fast path the model uses.
 # --------------------------------------------------------------------------------------------
 #
-# Dispatch, from `transformer bench attention` measured on the 2-core CPU dev machine with torch
-# 2.13 (docs/benchmarks/attention.md has the tables): torch's fused SDPA is as fast as
-# broadcasting (matmul + masked_softmax + matmul) or faster at every size measured, from one
-# 32-query head up to 4 x 8 heads x 2048 tokens, forward and forward+backward, with no mask,
-# a padding mask, a causal mask or a full (B, 1, T, S) mask, in float32 and float64; at 512-2048
-# tokens it is 3-7x faster and it never materialises the (T, S) weights. So the crossover is
-# "always SDPA", except where SDPA cannot do what is asked: `need_weights` (SDPA does not return
-# the weights) takes the broadcasting path. On CUDA SDPA is the fused flash/memory-efficient
-# kernel, so the same rule holds.
+# Dispatch, from `transformer bench attention --sweep` and the long-sequence table, measured on
+# the 2-core CPU dev machine with torch 2.13 (docs/benchmarks/attention.md has the tables):
+# torch's fused SDPA is as fast as broadcasting (matmul + masked_softmax + matmul) or faster
+# at every size measured in the forward pass, from one 32-query head up to 4 x 8 heads x 2048
+# tokens, with no mask, a padding mask or a causal mask; at 512-2048 tokens it is 2.5-6x
+# faster and never materialises the (T, S) weights, and with 2 threads it also wins every
+# forward+backward measured. So the rule is SDPA, with two exceptions: `need_weights` (SDPA
+# does not return them) and one measured crossover: with ONE intra-op thread, autograd
+# recording and only a few queries (T <= 8) over many keys (B * H * S >= 16384), broadcasting's
+# forward+backward beat SDPA's by 1.1-1.4x. On CUDA SDPA is the fused flash/memory-efficient
+# kernel, so the rule there is SDPA.
+_FEW_QUERIES, _MANY_KEYS = 8, 16384
+
+
+def _broadcasting_is_faster(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """The measured crossover above (CPU, one thread, autograd, T <= 8, B*H*S >= 16384)."""
+    if not (q.is_cpu and q.shape[-2] <= _FEW_QUERIES and torch.is_grad_enabled()):
+        return False
+    if not (q.requires_grad or k.requires_grad or v.requires_grad):
+        return False
+    return torch.get_num_threads() == 1 and k.numel() // max(k.shape[-1], 1) >= _MANY_KEYS
 
 
 def _causal_allowed(t: int, s: int, device: torch.device) -> torch.Tensor:
@@ -287,16 +299,18 @@ def attend(
     Returns (out (B, H, T, Dv), weights or None). A query whose keys are all masked gets a zero
     vector and zero weights (finite gradients). Without `need_weights` this runs torch's fused
     `scaled_dot_product_attention` (is_causal=True where T == S and no other mask, so no (T, S)
-    mask is built); with it, broadcasting. See the dispatch note above.
+    mask is built), except in one measured corner; with it, broadcasting. See the dispatch
+    note above.
     """
-    if not need_weights:
+    if not need_weights and not _broadcasting_is_faster(q, k, v):
         return _attend_sdpa(q, k, v, mask, causal, dropout_p), None
     if mask is not None and mask.dtype != torch.bool:
         mask = mask.ne(0)
     if causal:
         future = ~_causal_allowed(q.shape[-2], k.shape[-2], q.device)  # (T, S)
         mask = future if mask is None else mask | future
-    return _attend_weights(q, k, v, mask, dropout_p)
+    out, weights = _attend_weights(q, k, v, mask, dropout_p)
+    return out, weights if need_weights else None
 
 
 __all__ = [
