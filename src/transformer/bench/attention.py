@@ -347,7 +347,8 @@ def _fmt_mib(mib: float | None) -> str:
     return "n/a" if mib is None else f"{mib:.0f}"
 
 
-SWEEP_SHAPES = [  # (B, H, T, S) between the exercise's sizes and the long ones; T = 1: decoding
+SWEEP_SHAPES = [  # (B, H, T, S) between the exercise's sizes and the long ones; T < S: decoding
+    # steps over a cache (T = 1) and the few-queries crossover of `attend` (T <= 8)
     (1, 1, 32, 32),
     (1, 8, 32, 32),
     (32, 8, 32, 32),
@@ -355,7 +356,10 @@ SWEEP_SHAPES = [  # (B, H, T, S) between the exercise's sizes and the long ones;
     (4, 8, 128, 128),
     (4, 8, 256, 256),
     (32, 8, 1, 64),
+    (32, 8, 4, 64),
+    (32, 8, 16, 64),
     (4, 8, 1, 1024),
+    (4, 8, 8, 1024),
 ]
 
 
