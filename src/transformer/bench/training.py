@@ -8,7 +8,7 @@ Two arms with the same model (same initial weights), measured side by side, alte
   as many sentences per batch as the trainer's batches hold on average, `F.cross_entropy`
   with label smoothing and the same Adam.
 Reported per arm: real (non-pad) target tokens/s, padding fraction, seconds per step and the
-model FLOP/s on real tokens (6 · parameters · tokens, matmuls only); MFU when `--peak-tflops`
+model FLOP/s on real tokens (6 · weights · tokens, matmuls only, output projection included); MFU when `--peak-tflops`
 is given. The tokenizer and encoded corpus are cached under `--work`.
 """
 
@@ -24,17 +24,28 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="configs/multi30k-de-en.toml")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override the config (e.g. model.d_model=128)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override the config (e.g. model.d_model=128)",
+    )
     parser.add_argument("--data-dir", default=None, help="corpora root (or TRANSFORMER_DATA)")
-    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(),
-                                                      "transformer-bench-training"),
-                        help="cache directory for the tokenizer and the encoded corpus")
+    parser.add_argument(
+        "--work",
+        default=os.path.join(tempfile.gettempdir(), "transformer-bench-training"),
+        help="cache directory for the tokenizer and the encoded corpus",
+    )
     parser.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
     parser.add_argument("--warmup-steps", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--peak-tflops", type=float, default=0.0,
-                        help="the device's peak TFLOP/s, to report MFU (0: not reported)")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=0.0,
+        help="the device's peak TFLOP/s, to report MFU (0: not reported)",
+    )
 
 
 def _arms(args):
@@ -60,8 +71,12 @@ def _arms(args):
     plain_model.load_state_dict(model.state_dict())
     trainer = Trainer(run, tempfile.mkdtemp(dir=work), data, model, tensorboard=False)
     pad = data.train.padding(0)
-    fixed = FixedSizeBatcher(data.train.data, max(1, round(pad.mean_batch_size)),
-                             seed=run.train.seed, pad_id=model_cfg.pad_id)
+    fixed = FixedSizeBatcher(
+        data.train.data,
+        max(1, round(pad.mean_batch_size)),
+        seed=run.train.seed,
+        pad_id=model_cfg.pad_id,
+    )
     return run, trainer, _PlainLoop(run, plain_model, fixed, trainer.device)
 
 
@@ -87,9 +102,12 @@ class _PlainLoop:
         bf16 = self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = self.model(b.src, b.tgt_in)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), b.tgt_out.flatten(),
-                               ignore_index=self.run.model.pad_id,
-                               label_smoothing=self.run.model.label_smoothing)
+        loss = F.cross_entropy(
+            logits.float().flatten(0, 1),
+            b.tgt_out.flatten(),
+            ignore_index=self.run.model.pad_id,
+            label_smoothing=self.run.model.label_smoothing,
+        )
         loss.backward()
         self.step += 1
         t = self.run.train
@@ -116,19 +134,28 @@ def _time(arm, steps: int, warmup: int, device) -> dict[str, float]:
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return {"tok_s": tokens / seconds, "padding": pad / pos, "s_step": seconds / steps,
-            "tokens": tokens}
+    return {
+        "tok_s": tokens / seconds,
+        "padding": pad / pos,
+        "s_step": seconds / steps,
+        "tokens": tokens,
+    }
 
 
 def _flops_per_target_token(model, src_per_tgt: float) -> float:
-    """6 · (decoder-side parameters + encoder-side parameters · S/T) per target token."""
+    """Matmul FLOPs (6 · weights · tokens, forward + backward) per real target token: the
+    encoder side (encoder layers, cross-attention K/V) runs on S/T source tokens per target
+    token; the decoder layers and the output projection (d_model · V) on one."""
     enc = dec = 0
     for name, p in model.named_parameters():
+        if p.dim() < 2 or "embed" in name or "pos" in name:
+            continue  # biases/norms (negligible) and embedding look-ups (no matmul)
         if name.startswith("encoder") or "kv_proj" in name:
             enc += p.numel()
-        elif not name.startswith("src_embed"):
-            dec += p.numel()  # decoder layers and the output projection (tied embedding)
-    return 6.0 * (dec + enc * src_per_tgt)
+        else:
+            dec += p.numel()
+    cfg = model.config
+    return 6.0 * (dec + cfg.d_model * cfg.tgt_vocab_size + enc * src_per_tgt)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,9 +170,11 @@ def run(args: argparse.Namespace) -> int:
     ratio = float(data.src_lengths.sum()) / float(data.tgt_lengths.sum() + len(data))
     flops = _flops_per_target_token(trainer.model, ratio)
     m = run_cfg.model
-    print(f"model d_model={m.d_model} layers={m.n_encoder_layers}+{m.n_decoder_layers} "
-          f"d_ff={m.d_ff} vocab={m.tgt_vocab_size}; device {trainer.device}; "
-          f"max_tokens={run_cfg.data.max_tokens}; {args.steps} steps x {args.repeats} repeats")
+    print(
+        f"model d_model={m.d_model} layers={m.n_encoder_layers}+{m.n_decoder_layers} "
+        f"d_ff={m.d_ff} vocab={m.tgt_vocab_size}; device {trainer.device}; "
+        f"max_tokens={run_cfg.data.max_tokens}; {args.steps} steps x {args.repeats} repeats"
+    )
     print("| arm | real target tok/s | padding | s/step | model TFLOP/s | MFU |")
     print("|---|---:|---:|---:|---:|---:|")
     medians = {}
@@ -154,8 +183,10 @@ def run(args: argparse.Namespace) -> int:
         medians[arm] = med
         tflops = med["tok_s"] * flops / 1e12
         mfu = f"{tflops / args.peak_tflops:.1%}" if args.peak_tflops else "n/a"
-        print(f"| {arm} | {med['tok_s']:,.0f} | {med['padding']:.1%} | {med['s_step']:.3f} | "
-              f"{tflops:.4f} | {mfu} |")
+        print(
+            f"| {arm} | {med['tok_s']:,.0f} | {med['padding']:.1%} | {med['s_step']:.3f} | "
+            f"{tflops:.4f} | {mfu} |"
+        )
     speedup = medians["trainer"]["tok_s"] / medians["plain"]["tok_s"]
     print(f"trainer / plain real tokens/s: {speedup:.2f}x (target >= 1.5x)")
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
