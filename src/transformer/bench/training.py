@@ -8,8 +8,9 @@ Two arms with the same model (same initial weights), measured side by side, alte
   as many sentences per batch as the trainer's batches hold on average, `F.cross_entropy`
   with label smoothing and the same Adam.
 Reported per arm: real (non-pad) target tokens/s, padding fraction, seconds per step and the
-model FLOP/s on real tokens (6 · weights · tokens, matmuls only, output projection included); MFU when `--peak-tflops`
-is given. The tokenizer and encoded corpus are cached under `--work`.
+model FLOP/s on real tokens (6 · weights · tokens, matmuls only, output projection
+included); MFU when `--peak-tflops` is given. The tokenizer and encoded corpus are cached
+under `--work`.
 """
 
 from __future__ import annotations
