@@ -27,13 +27,37 @@ from transformer.training.schedule import noam_lr
 from transformer.training.trainer import Trainer, TrainingError
 
 SMALL = {
-    "model": {"preset": "tiny", "src_vocab_size": 12, "tgt_vocab_size": 12, "d_model": 16,
-              "n_heads": 2, "d_ff": 32, "n_encoder_layers": 1, "n_decoder_layers": 1,
-              "dropout": 0.1, "label_smoothing": 0.1, "max_len": 32},
-    "data": {"task": "copy", "copy_min_len": 2, "copy_max_len": 5, "copy_train_size": 60,
-             "copy_val_size": 8, "max_tokens": 48},
-    "train": {"max_steps": 16, "warmup": 4, "log_every": 2, "val_every": 4, "save_every": 3,
-              "keep_last": 2, "progress": False, "threads": 1},
+    "model": {
+        "preset": "tiny",
+        "src_vocab_size": 12,
+        "tgt_vocab_size": 12,
+        "d_model": 16,
+        "n_heads": 2,
+        "d_ff": 32,
+        "n_encoder_layers": 1,
+        "n_decoder_layers": 1,
+        "dropout": 0.1,
+        "label_smoothing": 0.1,
+        "max_len": 32,
+    },
+    "data": {
+        "task": "copy",
+        "copy_min_len": 2,
+        "copy_max_len": 5,
+        "copy_train_size": 60,
+        "copy_val_size": 8,
+        "max_tokens": 48,
+    },
+    "train": {
+        "max_steps": 16,
+        "warmup": 4,
+        "log_every": 2,
+        "val_every": 4,
+        "save_every": 3,
+        "keep_last": 2,
+        "progress": False,
+        "threads": 1,
+    },
 }
 
 
@@ -111,8 +135,12 @@ def test_accumulation_normalises_by_the_steps_token_count(tmp_path) -> None:
     trainer.accumulate(batches, n_tokens)
     # reference: one loss over all target tokens of the step, plain cross-entropy
     total = sum(
-        F.cross_entropy(reference(b.src, b.tgt_in).flatten(0, 1), b.tgt_out.flatten(),
-                        ignore_index=0, reduction="sum")
+        F.cross_entropy(
+            reference(b.src, b.tgt_in).flatten(0, 1),
+            b.tgt_out.flatten(),
+            ignore_index=0,
+            reduction="sum",
+        )
         for b in batches
     )
     (total / n_tokens).backward()
@@ -176,8 +204,11 @@ def test_sigkill_between_checkpoints_then_resume_is_bit_identical(tmp_path) -> N
     config.write_text(small().to_toml())
     cmd = [sys.executable, "-m", "transformer", "train", str(config)]
     slow = ["--set", "train.max_steps=100000", "--set", "train.save_every=4"]
-    proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "b"), *slow],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(tmp_path / "b"), *slow],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not any(s >= 12 for s, _ in ckpt.step_dirs(tmp_path / "b")):
@@ -189,8 +220,30 @@ def test_sigkill_between_checkpoints_then_resume_is_bit_identical(tmp_path) -> N
         proc.wait()
     last = ckpt.step_dirs(tmp_path / "b")[-1][0]
     target = ["--set", f"train.max_steps={last + 10}", "--set", "train.save_every=4"]
-    subprocess.run([*cmd, "--out", str(tmp_path / "b"), "--resume", *target], check=True,
-                   capture_output=True)
-    subprocess.run([*cmd, "--out", str(tmp_path / "a"), *target], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*cmd, "--out", str(tmp_path / "b"), "--resume", *target], check=True, capture_output=True
+    )
+    subprocess.run([*cmd, "--out", str(tmp_path / "a"), *target], check=True, capture_output=True)
     assert_identical(weights(tmp_path / "a"), weights(tmp_path / "b"))
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.05])
+def test_gradient_clipping_is_optional(tmp_path, clip: float) -> None:
+    run = small(f"train.clip_norm={clip}")
+    data, model_cfg = build_data(run, tmp_path)
+    trainer = Trainer(run, tmp_path, data, Transformer(model_cfg), tensorboard=False)
+    norms = []
+    step = trainer.optimizer.step
+
+    def record_then_step(*args, **kwargs):
+        grads = [p.grad.double().norm() for p in trainer.model.parameters() if p.grad is not None]
+        norms.append(float(torch.stack(grads).norm()))
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = record_then_step
+    for _ in range(3):
+        trainer.train_step()
+    if clip:
+        assert all(n <= clip * (1 + 1e-4) for n in norms)
+    else:
+        assert all(n > 0.05 for n in norms)  # unclipped gradients are larger here
