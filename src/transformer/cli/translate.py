@@ -111,8 +111,13 @@ def load_model(args: argparse.Namespace):
         raise _user_error(str(err)) from None
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if args.device == "auto" else args.device)
+    try:
+        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                              else "cpu" if args.device == "auto" else args.device)
+    except RuntimeError:
+        raise _user_error(f"--device: unknown device {args.device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise _user_error("--device cuda: no CUDA device is available")
     model = Transformer(cfg)
     try:
         if args.average > 0:

@@ -14,14 +14,22 @@ from transformer.decoding.common import (
     length_penalty,
 )
 from transformer.decoding.greedy import greedy_decode
+from transformer.decoding.sampling import filter_logits, generate, sample_next
+from transformer.decoding.translator import SearchSettings, Translation, Translator
 
 __all__ = [
     "Cache",
     "Hypothesis",
+    "SearchSettings",
     "Seq2SeqDecoder",
     "SpecialIds",
+    "Translation",
+    "Translator",
     "beam_search",
+    "filter_logits",
+    "generate",
     "greedy_decode",
     "length_limits",
     "length_penalty",
+    "sample_next",
 ]
