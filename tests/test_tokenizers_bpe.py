@@ -217,3 +217,9 @@ def test_progress_bar_is_optional(capsys):
     assert "merge" not in capsys.readouterr().err
     BPE.train(["low lower lowest"] * 2, 5, progress=True)
     assert "merge" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [[-1], [10**6], ["3"], [1.5]])
+def test_decode_rejects_bad_ids(bad):
+    with pytest.raises(TokenizerError, match="ids must be integers"):
+        _small_bpe().decode(bad)

@@ -216,3 +216,9 @@ def test_constructor_checks_merges_and_specials():
         ByteBPE([*tokens, "<|endoftext|>"], [], {"<|endoftext|>": 3})
     with pytest.raises(TokenizerError, match="256 bytes"):
         ByteBPE(tokens[1:], [])
+
+
+@pytest.mark.parametrize("bad", [[-1], [50257], [None]])
+def test_decode_rejects_bad_ids(bad):
+    with pytest.raises(TokenizerError, match="ids must be integers"):
+        load_gpt2().decode(bad)

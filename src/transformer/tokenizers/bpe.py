@@ -213,12 +213,7 @@ class BPE:
         the tokens are simply concatenated.
         """
         surface = self._surface or self._build_surface()
-        try:
-            text = "".join([surface[i] for i in ids])
-        except (IndexError, TypeError) as err:
-            raise tio.TokenizerError(
-                f"decode: ids must be integers in [0, {len(surface)})"
-            ) from err
+        text = "".join(tio.lookup_ids(surface, ids))
         return text[:-1] if text.endswith(" ") else text
 
     def _build_surface(self) -> list[str]:

@@ -241,11 +241,7 @@ class ByteBPE:
         return [self.tokens[i] for i in self.encode_ordinary(text)]
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        table = self._token_bytes
-        try:
-            return b"".join([table[i] for i in ids])
-        except (IndexError, TypeError) as err:
-            raise tio.TokenizerError(f"decode: ids must be integers in [0, {len(table)})") from err
+        return b"".join(tio.lookup_ids(self._token_bytes, ids))
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids`; byte sequences that are not valid UTF-8 decode as U+FFFD."""

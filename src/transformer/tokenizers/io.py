@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,14 @@ def load_tokenizer(path: str | os.PathLike):
     raise TokenizerError(
         f"{path}: field 'format' is {found!r}, expected {BPE_FORMAT!r} or {BYTEBPE_FORMAT!r}"
     )
+
+
+def lookup_ids(table: list, ids: Iterable[int]) -> list:
+    """`[table[i] for i in ids]` (decoding), with a clear error for ids outside the table."""
+    try:
+        ids = list(ids)
+        if ids and min(ids) < 0:
+            raise IndexError
+        return [table[i] for i in ids]
+    except (IndexError, TypeError) as err:
+        raise TokenizerError(f"decode: ids must be integers in [0, {len(table)})") from err
