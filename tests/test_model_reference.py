@@ -128,3 +128,35 @@ def test_reference_detects_a_changed_weight():
                      src_key_padding_mask=pad, memory_key_padding_mask=pad)
         diff = (model(src, tgt) - F.linear(hidden, model.output_weight)).abs().max().item()
     assert diff > 1e-8
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_gpt_equals_causal_nn_transformer_encoder_float64(norm_first):
+    """A GPT block is an encoder layer under a causal mask: GPT == nn.TransformerEncoder with
+    our weights, our embeddings/positions in front and our tied output layer behind."""
+    from transformer.models import GPT
+
+    cfg = small_config(norm_first=norm_first, positional="learned", activation="gelu")
+    model = GPT(cfg).double().eval()
+    layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, dropout=0.0,
+                                       activation="gelu", layer_norm_eps=cfg.layer_norm_eps,
+                                       batch_first=True, norm_first=norm_first,
+                                       dtype=torch.float64)
+    final = nn.LayerNorm(cfg.d_model, dtype=torch.float64) if norm_first else None
+    ref = nn.TransformerEncoder(layer, cfg.n_decoder_layers, norm=final,
+                                enable_nested_tensor=False).eval()
+    with torch.no_grad():
+        for r, o in zip(ref.layers, model.layers):
+            sa = o.self_attn
+            copy_mha(r.self_attn, sa.qkv_proj.weight, sa.qkv_proj.bias, sa.out_proj)
+            copy_linear_or_norm(r.linear1, o.ffn.linear1)
+            copy_linear_or_norm(r.linear2, o.ffn.linear2)
+            copy_linear_or_norm(r.norm1, o.self_norm)
+            copy_linear_or_norm(r.norm2, o.ffn_norm)
+        if norm_first:
+            copy_linear_or_norm(ref.norm, model.norm)
+        idx = torch.randint(0, cfg.tgt_vocab_size, (3, 10))
+        x = model.embed(idx) + model.pos(10)
+        hidden = ref(x, mask=torch.ones(10, 10, dtype=torch.bool).triu(1), is_causal=True)
+        diff = (model(idx) - F.linear(hidden, model.output_weight)).abs().max().item()
+    assert diff <= 1e-10
