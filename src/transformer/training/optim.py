@@ -27,7 +27,13 @@ def build_adam(
         raise ValueError("the model has no trainable parameters")
     fused = params[0].is_cuda
     return torch.optim.Adam(
-        params, lr=0.0, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused
+        params,
+        lr=0.0,
+        betas=tuple(betas),
+        eps=eps,
+        weight_decay=weight_decay,
+        fused=fused or None,
+        foreach=None if fused else True,  # torch picks the per-tensor loop on CPU otherwise
     )
 
 
