@@ -28,6 +28,8 @@ class TrainConfig:
     lr = lr_scale · d_model^-0.5 · min(step^-0.5, step · warmup^-1.5); Adam(betas, eps).
     One optimizer step accumulates `accum_steps` batches, normalised by their total number of
     target tokens. `clip_norm` = 0 disables gradient clipping. Intervals are in optimizer steps.
+    Checkpoints are written every `save_every` steps, whenever a validation improves the best
+    validation NLL, at the end and on Ctrl-C; the last `keep_last` and the best are kept.
     `device` "auto" picks CUDA when present; `amp` "auto" uses bf16 autocast on CUDA only.
     `threads` > 0 sets torch's CPU thread count (0 keeps torch's default); small models on a
     busy machine often run faster with 1.
@@ -101,8 +103,7 @@ class DataConfig:
             _positive_int("data", name, getattr(self, name))
         if self.copy_min_len > self.copy_max_len:
             raise ConfigError(
-                f"data.copy_min_len ({self.copy_min_len}) > data.copy_max_len "
-                f"({self.copy_max_len})"
+                f"data.copy_min_len ({self.copy_min_len}) > data.copy_max_len ({self.copy_max_len})"
             )
 
 

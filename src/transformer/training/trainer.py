@@ -49,7 +49,7 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; anything else as given."""
+    """ "auto" -> cuda when available, else cpu; anything else as given."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -130,8 +130,15 @@ class _Meter:
 class Trainer:
     """Trains `model` on `data` as `run` says, checkpointing into `run_dir`."""
 
-    def __init__(self, run: RunConfig, run_dir: str | Path, data: TrainData, model: nn.Module,
-                 resume: bool = False, tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        run: RunConfig,
+        run_dir: str | Path,
+        data: TrainData,
+        model: nn.Module,
+        resume: bool = False,
+        tensorboard: bool = True,
+    ) -> None:
         self.run, self.data, self.resume = run, data, resume
         self.run_dir = Path(run_dir)
         self.device = resolve_device(run.train.device)
@@ -207,9 +214,11 @@ class Trainer:
     def _diverged_message(self, value: float) -> str:
         last = ckpt.step_dirs(self.run_dir)
         kept = f"the last good checkpoint is {last[-1][1]}" if last else "no checkpoint was saved"
-        return (f"loss became {value} at step {self.step + 1} (lr {self.lr(self.step + 1):.3g}); "
-                f"stopped before updating the weights; {kept}. Try a lower train.lr_scale, a "
-                "longer train.warmup or train.clip_norm.")
+        return (
+            f"loss became {value} at step {self.step + 1} (lr {self.lr(self.step + 1):.3g}); "
+            f"stopped before updating the weights; {kept}. Try a lower train.lr_scale, a "
+            "longer train.warmup or train.clip_norm."
+        )
 
     # ---- validation and checkpoints ------------------------------------------------------
     @torch.no_grad()
@@ -229,19 +238,26 @@ class Trainer:
 
     def state(self) -> dict[str, Any]:
         return {
-            "step": self.step, "epoch": self.epoch, "batch_index": self.batch_index,
-            "optimizer": self.optimizer.state_dict(), "rng": rng_state(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_index": self.batch_index,
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng_state(),
             "best_val": self.best_val,
         }
 
     def save(self, val: dict[str, float] | None = None) -> Path:
-        is_best = val is not None and (self.best_val is None or val["val_nll"] <= self.best_val)
+        is_best = self._improves(val)
         if is_best:
             self.best_val = val["val_nll"]
         self._saved_step = self.step
         return ckpt.save_checkpoint(
-            self.run_dir, self.step, self.model.state_dict(), self.state(),
-            self.run.train.keep_last, is_best=is_best,
+            self.run_dir,
+            self.step,
+            self.model.state_dict(),
+            self.state(),
+            self.run.train.keep_last,
+            is_best=is_best,
             val_loss=None if val is None else val["val_nll"],
         )
 
@@ -272,8 +288,14 @@ class Trainer:
         else:
             torch.manual_seed(t.seed)
         status, self.last_val = "finished", None
-        bar = tqdm(total=t.max_steps, initial=self.step, disable=not t.progress,
-                   desc="train", unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=t.max_steps,
+            initial=self.step,
+            disable=not t.progress,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+        )
         with _StopFlag() as flag, MetricsLog(self.run_dir, self.step, self._tensorboard) as log:
             if not self.resume:
                 log.write("data", 0, **self.data.summary())
@@ -290,8 +312,11 @@ class Trainer:
                     raise
                 meter.add(*stats)
                 bar.update(1)
-                bar.set_postfix(loss=f"{stats[0] / max(stats[2], 1):.3f}",
-                                lr=f"{self.lr(self.step):.2e}", refresh=False)
+                bar.set_postfix(
+                    loss=f"{stats[0] / max(stats[2], 1):.3f}",
+                    lr=f"{self.lr(self.step):.2e}",
+                    refresh=False,
+                )
                 if self._periodic(meter, log, bar):
                     meter = _Meter()
             bar.close()
@@ -306,10 +331,12 @@ class Trainer:
         val = self.last_val if status == "finished" else None
         if self._saved_step != self.step:
             self.save(val)
-        elif val is not None and (self.best_val is None or val["val_nll"] <= self.best_val):
+        elif self._improves(val):
             self.best_val = val["val_nll"]
-            ckpt.write_json(self.run_dir / "checkpoints" / "best.json",
-                            {"step": self.step, "val_loss": self.best_val})
+            ckpt.write_json(
+                self.run_dir / "checkpoints" / "best.json",
+                {"step": self.step, "val_loss": self.best_val},
+            )
         log.write("event", self.step, message=f"training {status} at step {self.step}")
 
     def _validate_and_log(self, log: MetricsLog) -> dict[str, float] | None:
@@ -326,10 +353,16 @@ class Trainer:
         if logged:
             summary = meter.summary()
             log.write("train", self.step, lr=self.lr(self.step), epoch=self.epoch, **summary)
-            bar.set_postfix(loss=f"{summary['loss']:.3f}", lr=f"{self.lr(self.step):.2e}",
-                            tok_s=f"{summary['tokens_per_s']:.0f}")
+            bar.set_postfix(
+                loss=f"{summary['loss']:.3f}",
+                lr=f"{self.lr(self.step):.2e}",
+                tok_s=f"{summary['tokens_per_s']:.0f}",
+            )
         if self.step % t.val_every == 0:
             val = self._validate_and_log(log)
-        if self.step % t.save_every == 0:
-            self.save(val)
+        if self.step % t.save_every == 0 or self._improves(val):
+            self.save(val)  # a new best is saved even between the periodic checkpoints
         return logged
+
+    def _improves(self, val: dict[str, float] | None) -> bool:
+        return val is not None and (self.best_val is None or val["val_nll"] <= self.best_val)
