@@ -16,10 +16,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "source) with the real training pipeline, decodes held-out sequences greedily and "
         "prints the exact-copy accuracy and a few examples. No data files needed.",
     )
-    parser.add_argument("--out", default=None, metavar="RUN_DIR",
-                        help="keep the run directory here (default: a temporary directory)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a value of the demo's config (see configs/copy-task.toml)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        metavar="RUN_DIR",
+        help="keep the run directory here (default: a temporary directory)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a value of the demo's config (see configs/copy-task.toml)",
+    )
     parser.add_argument("--examples", type=int, default=5, help="examples to print (default 5)")
     parser.set_defaults(run=run)
 
@@ -34,10 +43,15 @@ def run(args: argparse.Namespace) -> int:
         config = RunConfig.from_dict(apply_overrides(DEMO_CONFIG, args.set))
     except ConfigError as err:
         raise UserError(str(err)) from None
-    if args.out:
-        return _demo(config, args.out, args.examples)
-    with tempfile.TemporaryDirectory(prefix="transformer-demo-") as tmp:
-        return _demo(config, tmp, args.examples)
+    from transformer.training.trainer import TrainingError
+
+    try:
+        if args.out:
+            return _demo(config, args.out, args.examples)
+        with tempfile.TemporaryDirectory(prefix="transformer-demo-") as tmp:
+            return _demo(config, tmp, args.examples)
+    except (TrainingError, ConfigError) as err:
+        raise UserError(str(err)) from None
 
 
 def _demo(config, run_dir: str, n_examples: int) -> int:
@@ -50,10 +64,18 @@ def _demo(config, run_dir: str, n_examples: int) -> int:
     result = train(config, run_dir, tensorboard=False)
     seconds = time.perf_counter() - start
     d = config.data
-    _, held_out = split_copy(d.copy_train_size, d.copy_val_size, config.model.src_vocab_size,
-                             d.copy_min_len, d.copy_max_len, seed=config.train.seed)
-    print(f"trained {result.step} steps in {seconds:.1f} s; greedy exact-copy accuracy on "
-          f"{len(held_out)} held-out sequences:")
+    _, held_out = split_copy(
+        d.copy_train_size,
+        d.copy_val_size,
+        config.model.src_vocab_size,
+        d.copy_min_len,
+        d.copy_max_len,
+        seed=config.train.seed,
+    )
+    print(
+        f"trained {result.step} steps in {seconds:.1f} s; greedy exact-copy accuracy on "
+        f"{len(held_out)} held-out sequences:"
+    )
     model = Transformer(config.model)
     ckpt.load_into(model, f"{run_dir}/model.safetensors")  # what the run directory keeps
     latest, _ = _copy_accuracy(model, held_out)
@@ -62,8 +84,10 @@ def _demo(config, run_dir: str, n_examples: int) -> int:
     model.load_state_dict(ckpt.average([path / "model.safetensors" for _, path in kept]))
     accuracy, outputs = _copy_accuracy(model, held_out)
     steps = ", ".join(str(s) for s, _ in kept)
-    print(f"  average of the last {len(kept)} checkpoints (steps {steps}; the paper's "
-          f"Section 6.1): {accuracy:.1%}")
+    print(
+        f"  average of the last {len(kept)} checkpoints (steps {steps}; the paper's "
+        f"Section 6.1): {accuracy:.1%}"
+    )
     for seq, out in list(zip(held_out, outputs))[:n_examples]:
         mark = "ok" if out == seq else "WRONG"
         print(f"  source {seq}\n  output {out}  {mark}")
