@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from transformer.config import ModelConfig
-from transformer.data import EncodedParallel, SkipCounts, TokenBatcher
+from transformer.data import DataError, EncodedParallel, SkipCounts, TokenBatcher
 from transformer.training.config import RunConfig
 
 
@@ -36,10 +36,14 @@ class TrainData:
         counts = self.train.data.counts
         padding = self.train.padding(0)
         return {
-            "train_pairs": len(self.train.data), "val_pairs": len(self.val.data) if self.val else 0,
-            "lines": counts.lines, "skipped_empty": counts.empty,
-            "skipped_too_long": counts.too_long, "skipped_too_many_tokens": counts.too_many_tokens,
-            "batches_per_epoch": padding.n_batches, "padding": padding.fraction,
+            "train_pairs": len(self.train.data),
+            "val_pairs": len(self.val.data) if self.val else 0,
+            "lines": counts.lines,
+            "skipped_empty": counts.empty,
+            "skipped_too_long": counts.too_long,
+            "skipped_too_many_tokens": counts.too_many_tokens,
+            "batches_per_epoch": padding.n_batches,
+            "padding": padding.fraction,
         }
 
 
@@ -57,7 +61,10 @@ def encoded_from_pairs(pairs: list[tuple[list[int], list[int]]]) -> EncodedParal
     src_ids, src_offsets = ragged([s for s, _ in pairs])
     tgt_ids, tgt_offsets = ragged([t for _, t in pairs])
     return EncodedParallel(
-        src_ids=src_ids, src_offsets=src_offsets, tgt_ids=tgt_ids, tgt_offsets=tgt_offsets,
+        src_ids=src_ids,
+        src_offsets=src_offsets,
+        tgt_ids=tgt_ids,
+        tgt_offsets=tgt_offsets,
         line_numbers=np.arange(1, len(pairs) + 1, dtype=np.int64),
         counts=SkipCounts(lines=len(pairs), kept=len(pairs)),
     )
@@ -78,8 +85,12 @@ def copy_data(run: RunConfig) -> TrainData:
 
     d = run.data
     train, val = split_copy(
-        d.copy_train_size, d.copy_val_size, run.model.src_vocab_size,
-        d.copy_min_len, d.copy_max_len, seed=run.train.seed,
+        d.copy_train_size,
+        d.copy_val_size,
+        run.model.src_vocab_size,
+        d.copy_min_len,
+        d.copy_max_len,
+        seed=run.train.seed,
     )
     return TrainData(*_batchers(run, copy_encoded(train), copy_encoded(val)))
 
@@ -99,13 +110,17 @@ def multi30k_data(run: RunConfig, run_dir: Path, progress: bool) -> tuple[TrainD
 
     d = run.data
     data_dir = d.data_dir or None
-    corpus = load_multi30k("train", d.src_lang, d.tgt_lang, data_dir=data_dir,
-                           max_words=d.max_words, progress=progress)
-    val_corpus = load_multi30k("val", d.src_lang, d.tgt_lang, data_dir=data_dir,
-                               max_words=d.max_words, progress=progress)
+    corpus = load_multi30k(
+        "train", d.src_lang, d.tgt_lang, data_dir=data_dir, max_words=d.max_words, progress=progress
+    )
+    val_corpus = load_multi30k(
+        "val", d.src_lang, d.tgt_lang, data_dir=data_dir, max_words=d.max_words, progress=progress
+    )
     tok_path = run_dir / "tokenizer.json"
     if not tok_path.exists():
         if d.tokenizer:
+            if not Path(d.tokenizer).is_file():
+                raise DataError(f"data.tokenizer: {d.tokenizer}: file not found")
             shutil.copyfile(d.tokenizer, tok_path)
         else:
             bpe = BPE.train([*corpus.src, *corpus.tgt], d.bpe_merges, progress=progress)
@@ -113,10 +128,12 @@ def multi30k_data(run: RunConfig, run_dir: Path, progress: bool) -> tuple[TrainD
     bpe = BPE.load(tok_path)
     cache = run_dir / "cache"
     limit = run.model.max_len - 1  # room for <s> / </s>
-    train = encode_parallel(corpus, bpe, tokenizer_file=tok_path, cache_dir=cache,
-                            max_len=limit, progress=progress)
-    val = encode_parallel(val_corpus, bpe, tokenizer_file=tok_path, cache_dir=cache,
-                          max_len=limit, progress=progress)
+    train = encode_parallel(
+        corpus, bpe, tokenizer_file=tok_path, cache_dir=cache, max_len=limit, progress=progress
+    )
+    val = encode_parallel(
+        val_corpus, bpe, tokenizer_file=tok_path, cache_dir=cache, max_len=limit, progress=progress
+    )
     model = run.model.replace(src_vocab_size=bpe.vocab_size, tgt_vocab_size=bpe.vocab_size)
     return TrainData(*_batchers(run, train, val), tokenizer_path=tok_path), model
 
