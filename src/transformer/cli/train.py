@@ -16,10 +16,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("config", help="TOML file with [model], [data], [train] sections")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config value (repeatable), e.g. train.max_steps=100")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the run directory's last checkpoint")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable), e.g. train.max_steps=100",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the run directory's last checkpoint"
+    )
     parser.set_defaults(run=run)
 
 
@@ -27,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from transformer.cli import UserError
     from transformer.config import ConfigError
     from transformer.data import DataError
+    from transformer.tokenizers import TokenizerError
     from transformer.training.checkpoint import CheckpointError
     from transformer.training.config import RunConfig
     from transformer.training.run import train
@@ -38,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     try:
         result = train(config, args.out, resume=args.resume)
-    except (ConfigError, DataError, CheckpointError) as err:
+    except (ConfigError, DataError, CheckpointError, TokenizerError) as err:
         raise UserError(str(err)) from None
     except TrainingError as err:
         print(f"transformer train: stopped: {err}", file=sys.stderr)
