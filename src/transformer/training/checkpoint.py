@@ -48,9 +48,10 @@ def save_weights(state: dict[str, Tensor], path: str | os.PathLike[str]) -> None
     path = Path(path)
     unique: dict[str, Tensor] = {}
     aliases: dict[str, str] = {}
-    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    seen: dict[tuple, str] = {}
     for name, tensor in state.items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        storage = tensor.untyped_storage().data_ptr()
+        key = (storage, tensor.storage_offset(), tuple(tensor.shape), tensor.stride())
         if tensor.numel() and key in seen:
             aliases[name] = seen[key]
             continue
@@ -211,9 +212,9 @@ def average(paths: list[str | os.PathLike[str]]) -> dict[str, Tensor]:
         if set(s) != set(first) or any(s[k].shape != first[k].shape for k in first):
             raise CheckpointError(f"{p}: its tensors differ from {paths[0]}'s; cannot average")
     out: dict[str, Tensor] = {}
-    done: dict[int, Tensor] = {}
+    done: dict[int, Tensor] = {}  # id of a loaded tensor -> its average (aliases share one)
     for name, tensor in first.items():
-        ptr = tensor.untyped_storage().data_ptr()
+        ptr = id(tensor)
         if ptr in done:
             out[name] = done[ptr]
             continue
