@@ -17,6 +17,7 @@ every allocation torch makes on the CPU (tracemalloc does not). "n/a" where unsu
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import re
@@ -40,23 +41,16 @@ CASE_BUDGET_S, MAX_REPEATS = 0.5, 300  # repeats for small long-table/sweep case
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--n-tries", type=int, default=100, help="exercise inputs per level")
-    parser.add_argument("--repeats", type=int, default=5, help="long-sequence repeats (median)")
+    parser.add_argument("--n-tries", type=int, help="exercise inputs per level (default 100)")
+    parser.add_argument("--repeats", type=int, help="long-sequence repeats, median (default 5)")
     parser.add_argument(
-        "--lengths", type=int, nargs="+", default=[512, 2048], help="long-sequence T = S"
+        "--lengths", type=int, nargs="+", help="long-sequence T = S (default 512 2048)"
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="10 tries, 2 repeats, T = 512 only (a smoke run)"
-    )
+    parser.add_argument("--quick", action="store_true", help="10 tries, 2 repeats, T = 512")
     parser.add_argument(
         "--sweep", action="store_true", help="also print the broadcasting/SDPA crossover sweep"
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="torch intra-op threads (default: torch's choice); 1 is steadier on a busy machine",
-    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -236,12 +230,7 @@ def _case(b: int, h: int, t: int, s: int, kind: str, gen: torch.Generator):
 
 def _runner(fn, inputs, backward: bool) -> Callable[[], torch.Tensor]:
     if not backward:
-
-        def forward():
-            with torch.no_grad():
-                return fn(*inputs)
-
-        return forward
+        return functools.partial(torch.no_grad()(fn), *inputs)
     leaves = [x.detach().requires_grad_() for x in inputs]
 
     def forward_backward():
@@ -301,7 +290,8 @@ def _long_table(lengths, repeats, gen, sweep_shapes=None) -> list[tuple]:
                 by_min = med["min attend"] / min(med["min broadcasting"], med["min SDPA"])
                 row += f" | {ratio:.2f} | {by_min:.2f} | {'yes' if agree else '**NO**'} |"
                 if memory:
-                    row += " " + " / ".join(_fmt_mib(peak[n]) for n in peak) + " |"
+                    mib = ("n/a" if peak[n] is None else f"{peak[n]:.0f}" for n in peak)
+                    row += " " + " / ".join(mib) + " |"
                 print(f"| {row}", flush=True)
     return rows
 
@@ -343,24 +333,15 @@ def _dispatch_overhead(n: int = 2000) -> None:
     )
 
 
-def _fmt_mib(mib: float | None) -> str:
-    return "n/a" if mib is None else f"{mib:.0f}"
-
-
-SWEEP_SHAPES = [  # (B, H, T, S) between the exercise's sizes and the long ones; T < S: decoding
-    # steps over a cache (T = 1) and the few-queries crossover of `attend` (T <= 8)
-    (1, 1, 32, 32),
-    (1, 8, 32, 32),
-    (32, 8, 32, 32),
-    (1, 8, 128, 128),
-    (4, 8, 128, 128),
-    (4, 8, 256, 256),
-    (32, 8, 1, 64),
-    (32, 8, 4, 64),
-    (32, 8, 16, 64),
-    (4, 8, 1, 1024),
+# The sweep's (B, H, T, S): between the exercise's sizes and the long ones, decoding steps over
+# a cache (T = 1) and the few-queries crossover of `attend` (T <= 8).
+# fmt: off
+SWEEP_SHAPES = [  # (B, H, T, S)
+    (1, 1, 32, 32), (1, 8, 32, 32), (32, 8, 32, 32), (1, 8, 128, 128), (4, 8, 128, 128),
+    (4, 8, 256, 256), (32, 8, 1, 64), (32, 8, 4, 64), (32, 8, 16, 64), (4, 8, 1, 1024),
     (4, 8, 8, 1024),
 ]
+# fmt: on
 
 
 # ------------------------------------------------------------------------------------------
@@ -388,8 +369,10 @@ def _load() -> str:
 def run(args) -> int:
     from transformer.cli import UserError
 
-    if args.quick:
-        args.n_tries, args.repeats, args.lengths = 10, 2, [512]
+    defaults = (10, 2, [512]) if args.quick else (100, 5, [512, 2048])
+    for field, default in zip(("n_tries", "repeats", "lengths"), defaults):
+        if getattr(args, field) is None:
+            setattr(args, field, default)
     for field in ("n_tries", "repeats"):
         if getattr(args, field) < 1:
             raise UserError(f"--{field.replace('_', '-')} must be at least 1")
@@ -413,10 +396,8 @@ def run(args) -> int:
     _summarise_long(rows)
     _dispatch_overhead()
     if args.sweep:
-        print(
-            f"\n## Crossover sweep (median of >= {args.repeats} repeats, ~{CASE_BUDGET_S} s a case)"
-        )
-        print()
+        budget = f"median of >= {args.repeats} repeats, ~{CASE_BUDGET_S} s a case"
+        print(f"\n## Crossover sweep ({budget})\n")
         _long_table(None, args.repeats, gen, sweep_shapes=SWEEP_SHAPES)
     print(f"\nload average at end: {_load()}")
     return 0
