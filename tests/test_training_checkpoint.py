@@ -80,8 +80,9 @@ def test_load_into_names_mismatched_tensors(tmp_path) -> None:
 
 def _save(run_dir, step, keep_last, val=None, best=False):
     weights = {"w": torch.full((2,), float(step))}
-    return ckpt.save_checkpoint(run_dir, step, weights, {"step": step}, keep_last,
-                                is_best=best, val_loss=val)
+    return ckpt.save_checkpoint(
+        run_dir, step, weights, {"step": step}, keep_last, is_best=best, val_loss=val
+    )
 
 
 def test_keeps_best_and_last_k(tmp_path) -> None:

@@ -15,8 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_sections_preset_and_overrides(tmp_path) -> None:
     path = tmp_path / "run.toml"
-    path.write_text('[model]\npreset = "tiny"\nd_model = 64\n[data]\nmax_tokens = 100\n'
-                    "[train]\nwarmup = 10\nbetas = [0.8, 0.9]\n")
+    path.write_text(
+        '[model]\npreset = "tiny"\nd_model = 64\n[data]\nmax_tokens = 100\n'
+        "[train]\nwarmup = 10\nbetas = [0.8, 0.9]\n"
+    )
     run = RunConfig.from_toml(path, ["train.max_steps=7", "model.n_heads=2"])
     assert run.model == ModelConfig.preset("tiny", d_model=64, n_heads=2)
     assert run.data == DataConfig(max_tokens=100)
@@ -24,9 +26,13 @@ def test_sections_preset_and_overrides(tmp_path) -> None:
 
 
 def test_to_toml_round_trips(tmp_path) -> None:
-    run = RunConfig.from_dict({"model": {"preset": "tiny", "d_k": 16, "d_v": 16},
-                               "data": {"task": "multi30k", "data_dir": 'a "b"\\c'},
-                               "train": {"eps": 1e-9, "clip_norm": 0.5}})
+    run = RunConfig.from_dict(
+        {
+            "model": {"preset": "tiny", "d_k": 16, "d_v": 16},
+            "data": {"task": "multi30k", "data_dir": 'a "b"\\c'},
+            "train": {"eps": 1e-9, "clip_norm": 0.5},
+        }
+    )
     path = tmp_path / "out.toml"
     path.write_text(run.to_toml())
     assert RunConfig.from_toml(path) == run

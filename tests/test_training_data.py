@@ -18,12 +18,33 @@ from transformer.training.logging import read_log
 from transformer.training.run import train
 
 SMALL = {
-    "model": {"preset": "tiny", "src_vocab_size": 12, "tgt_vocab_size": 12, "d_model": 16,
-              "n_heads": 2, "d_ff": 32, "n_encoder_layers": 1, "n_decoder_layers": 1},
-    "data": {"task": "copy", "copy_min_len": 2, "copy_max_len": 5, "copy_train_size": 60,
-             "copy_val_size": 8, "max_tokens": 48},
-    "train": {"max_steps": 4, "warmup": 4, "log_every": 2, "val_every": 2, "save_every": 2,
-              "progress": False, "threads": 1},
+    "model": {
+        "preset": "tiny",
+        "src_vocab_size": 12,
+        "tgt_vocab_size": 12,
+        "d_model": 16,
+        "n_heads": 2,
+        "d_ff": 32,
+        "n_encoder_layers": 1,
+        "n_decoder_layers": 1,
+    },
+    "data": {
+        "task": "copy",
+        "copy_min_len": 2,
+        "copy_max_len": 5,
+        "copy_train_size": 60,
+        "copy_val_size": 8,
+        "max_tokens": 48,
+    },
+    "train": {
+        "max_steps": 4,
+        "warmup": 4,
+        "log_every": 2,
+        "val_every": 2,
+        "save_every": 2,
+        "progress": False,
+        "threads": 1,
+    },
 }
 
 
@@ -40,8 +61,9 @@ def test_copy_batches_follow_the_pipeline_layout(tmp_path) -> None:
     assert model_cfg == run.model
     for batch in data.train.epoch(0):
         assert batch.src.numel() <= 48 and batch.tgt_out.numel() <= 48
-        for src, tgt_in, tgt_out in zip(batch.src.tolist(), batch.tgt_in.tolist(),
-                                        batch.tgt_out.tolist()):
+        for src, tgt_in, tgt_out in zip(
+            batch.src.tolist(), batch.tgt_in.tolist(), batch.tgt_out.tolist()
+        ):
             seq = [t for t in tgt_out if t != 0][:-1]
             assert [s for s in src if s != 0] == [*seq, EOS]  # the source ends with </s>
             assert [t for t in tgt_in if t != 0] == [1, *seq]
@@ -66,12 +88,21 @@ def test_bf16_autocast_runs_on_cpu(tmp_path) -> None:
 @pytest.mark.slow
 def test_multi30k_trains_a_few_steps_with_its_own_bpe(tmp_path) -> None:
     root = corpus_dir("multi30k").parent
-    run = RunConfig.from_toml("configs/multi30k-de-en.toml", [
-        f"data.data_dir={str(root)!r}", "data.bpe_merges=300", "model.d_model=32",
-        "model.d_ff=64", "model.n_heads=2", "model.n_encoder_layers=1",
-        "model.n_decoder_layers=1", "train.max_steps=2", "train.progress=false",
-        "train.threads=1",
-    ])
+    run = RunConfig.from_toml(
+        "configs/multi30k-de-en.toml",
+        [
+            f"data.data_dir={str(root)!r}",
+            "data.bpe_merges=300",
+            "model.d_model=32",
+            "model.d_ff=64",
+            "model.n_heads=2",
+            "model.n_encoder_layers=1",
+            "model.n_decoder_layers=1",
+            "train.max_steps=2",
+            "train.progress=false",
+            "train.threads=1",
+        ],
+    )
     result = train(run, tmp_path / "run", tensorboard=False)
     assert result.status == "finished" and math.isfinite(result.val["val_loss"])
     bpe = BPE.load(tmp_path / "run" / "tokenizer.json")

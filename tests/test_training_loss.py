@@ -45,8 +45,9 @@ def test_equals_torch_cross_entropy_without_pad(eps: float) -> None:
     logits = torch.randn(4, 6, 11)
     target = torch.randint(0, 11, (4, 6))
     out = label_smoothed_cross_entropy(logits, target, eps, pad_id=None)
-    ref = F.cross_entropy(logits.reshape(-1, 11), target.reshape(-1), label_smoothing=eps,
-                          reduction="sum")
+    ref = F.cross_entropy(
+        logits.reshape(-1, 11), target.reshape(-1), label_smoothing=eps, reduction="sum"
+    )
     torch.testing.assert_close(out.loss, ref, rtol=1e-5, atol=1e-5)
 
 
@@ -55,8 +56,9 @@ def test_epsilon_zero_is_plain_cross_entropy_ignoring_pad() -> None:
     target = torch.randint(0, 13, (2, 9))  # some targets are pad (0) by chance
     target[1, -3:] = 0
     out = label_smoothed_cross_entropy(logits, target, 0.0, pad_id=0)
-    ref = F.cross_entropy(logits.reshape(-1, 13), target.reshape(-1), ignore_index=0,
-                          reduction="sum")
+    ref = F.cross_entropy(
+        logits.reshape(-1, 13), target.reshape(-1), ignore_index=0, reduction="sum"
+    )
     torch.testing.assert_close(out.loss, ref)
     torch.testing.assert_close(out.nll, ref)
 

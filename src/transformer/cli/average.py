@@ -15,8 +15,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "unless --out is given.",
     )
     parser.add_argument("run_dir", metavar="RUN_DIR")
-    parser.add_argument("--last", type=int, default=5, metavar="K",
-                        help="number of most recent checkpoints (default 5)")
+    parser.add_argument(
+        "--last",
+        type=int,
+        default=5,
+        metavar="K",
+        help="number of most recent checkpoints (default 5)",
+    )
     parser.add_argument("--out", default=None, help="output .safetensors file")
     parser.set_defaults(run=run)
 
@@ -31,8 +36,10 @@ def run(args: argparse.Namespace) -> int:
     if not found:
         raise UserError(f"{args.run_dir}: no checkpoints found (expected checkpoints/step-*/)")
     if len(found) < args.last:
-        raise UserError(f"{args.run_dir}: asked for the last {args.last} checkpoints but only "
-                        f"{len(found)} are kept (train.keep_last)")
+        raise UserError(
+            f"{args.run_dir}: asked for the last {args.last} checkpoints but only "
+            f"{len(found)} are kept (train.keep_last)"
+        )
     chosen = found[-args.last :]
     try:
         weights = average([path / "model.safetensors" for _, path in chosen])

@@ -42,8 +42,9 @@ def split_copy(
                 val.append(seq)
         if len(val) == n_val:
             return train, val
-    raise ValueError("copy task: too few distinct sequences for a held-out set; "
-                     "raise vocab_size or max_len")
+    raise ValueError(
+        "copy task: too few distinct sequences for a held-out set; raise vocab_size or max_len"
+    )
 
 
 # The demo's run (`transformer demo`); configs/copy-task.toml holds the same values (a test
@@ -52,17 +53,37 @@ def split_copy(
 # last `keep_last` checkpoints (Section 6.1), which smooths out the last steps' noise.
 DEMO_CONFIG: dict[str, dict[str, object]] = {
     "model": {
-        "preset": "tiny", "src_vocab_size": 20, "tgt_vocab_size": 20, "d_model": 64,
-        "n_heads": 4, "d_ff": 128, "n_encoder_layers": 1, "n_decoder_layers": 1,
-        "dropout": 0.0, "label_smoothing": 0.0, "max_len": 64,
+        "preset": "tiny",
+        "src_vocab_size": 20,
+        "tgt_vocab_size": 20,
+        "d_model": 64,
+        "n_heads": 4,
+        "d_ff": 128,
+        "n_encoder_layers": 1,
+        "n_decoder_layers": 1,
+        "dropout": 0.0,
+        "label_smoothing": 0.0,
+        "max_len": 64,
     },
     "data": {
-        "task": "copy", "copy_min_len": 4, "copy_max_len": 10, "copy_train_size": 20000,
-        "copy_val_size": 200, "max_tokens": 1024,
+        "task": "copy",
+        "copy_min_len": 4,
+        "copy_max_len": 10,
+        "copy_train_size": 20000,
+        "copy_val_size": 200,
+        "max_tokens": 1024,
     },
     "train": {
-        "seed": 0, "max_steps": 1000, "warmup": 100, "lr_scale": 0.2, "clip_norm": 1.0,
-        "log_every": 50, "val_every": 250, "save_every": 50, "keep_last": 4, "threads": 1,
+        "seed": 0,
+        "max_steps": 1000,
+        "warmup": 100,
+        "lr_scale": 0.2,
+        "clip_norm": 1.0,
+        "log_every": 50,
+        "val_every": 250,
+        "save_every": 50,
+        "keep_last": 4,
+        "threads": 1,
     },
 }
 

@@ -28,8 +28,10 @@ def prepare_run_dir(run: RunConfig, run_dir: Path, resume: bool) -> None:
             raise TrainingError(f"{run_dir}: no checkpoint to resume from (start without --resume)")
         saved = RunConfig.from_toml(run_dir / "config.toml")
         if saved.data != run.data:
-            raise TrainingError(f"{run_dir}: the [data] config differs from the saved "
-                                f"config.toml; resume with the same data")
+            raise TrainingError(
+                f"{run_dir}: the [data] config differs from the saved "
+                f"config.toml; resume with the same data"
+            )
         return
     if has_ckpt:
         raise TrainingError(
@@ -39,8 +41,9 @@ def prepare_run_dir(run: RunConfig, run_dir: Path, resume: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
-def train(run: RunConfig, run_dir: str | Path, resume: bool = False,
-          tensorboard: bool = True) -> TrainResult:
+def train(
+    run: RunConfig, run_dir: str | Path, resume: bool = False, tensorboard: bool = True
+) -> TrainResult:
     """Build data and model from `run` and train into `run_dir` (see `Trainer`)."""
     from transformer.models import Transformer
 
@@ -51,8 +54,10 @@ def train(run: RunConfig, run_dir: str | Path, resume: bool = False,
     if resume:
         saved = RunConfig.from_toml(run_dir / "config.toml")
         if saved.model != run.model:
-            raise TrainingError(f"{run_dir}: the [model] config differs from the saved "
-                                "config.toml; a checkpoint only loads into the same model")
+            raise TrainingError(
+                f"{run_dir}: the [model] config differs from the saved "
+                "config.toml; a checkpoint only loads into the same model"
+            )
     (run_dir / "config.toml").write_text(run.to_toml(), encoding="utf-8")
     torch.manual_seed(run.train.seed)  # the initial weights depend only on the config
     model = Transformer(run.model)
