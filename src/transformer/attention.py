@@ -171,9 +171,9 @@ def benchmark(
 # torch's fused SDPA is as fast as broadcasting (matmul + masked_softmax + matmul) or faster
 # at every size measured in the forward pass (one unconfirmed 2-thread exception, see the doc),
 # from one 32-query head up to 4 x 8 heads x 2048 tokens, with no mask, a padding mask or a
-# causal mask; at 512-2048 tokens it is 2.4-6.4x
-# faster (1.3-3.8x forward+backward) and never materialises the (T, S) weights; with 2
-# threads it also wins every forward+backward measured. So the rule is SDPA, with two
+# causal mask; at 512-2048 tokens it is 2.4-6.4x faster (1.3-3.8x forward+backward) and
+# never materialises the (T, S) weights; with 2 threads it also won every forward+backward
+# measured. So the rule is SDPA, with two
 # exceptions: `need_weights` (SDPA does not return them) and one measured crossover: with ONE
 # intra-op thread, autograd recording and only a few queries (T <= 8) over many keys
 # (B * H * S >= 16384), broadcasting's forward+backward beat SDPA's by ~1.1-1.6x (a noisy,
