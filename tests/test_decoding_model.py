@@ -66,6 +66,15 @@ def test_greedy_matches_reference_loop(model, src):
     assert any(h.finished for h in hyps) and any(not h.finished for h in hyps)
 
 
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_greedy_without_scores_same_tokens(model, src, use_cache):
+    scored = greedy_decode(model, src, IDS, max_len_offset=6, use_cache=use_cache)
+    plain = greedy_decode(model, src, IDS, max_len_offset=6, use_cache=use_cache,
+                          with_scores=False)
+    assert tokens(plain) == tokens(scored)
+    assert all(h.logprob != h.logprob for h in plain)  # NaN: not computed
+
+
 def test_greedy_cached_equals_uncached(model, src):
     cached = greedy_decode(model, src, IDS, max_len_offset=6)
     uncached = greedy_decode(model, src, IDS, max_len_offset=6, use_cache=False)

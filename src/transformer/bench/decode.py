@@ -17,7 +17,9 @@ its own L steps — ours with per-sentence `min_len = max_len = L` (a finished s
 the batch), Hugging Face with a logits processor that blocks </s> before step L and forces it
 at step L (finished rows stay in the batch as padding until the longest one ends). Every
 variant runs the same sentences; the variants take turns within each repeat (side by side,
-same load) and the median over repeats is reported.
+same load) and the median over repeats is reported. "no scores" is greedy decoding without
+the log-softmax (`with_scores=False`, what `transformer translate --beam 1` runs): HF
+`generate()` computes no scores either unless asked to.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def _batches(src: list[list[int]], ref_len: list[int], size: int, per_sentence: 
     return out
 
 
-def _ours(use_cache: bool, beam: int) -> Callable:
+def _ours(use_cache: bool, beam: int, with_scores: bool = True) -> Callable:
     from transformer.config import ModelConfig
     from transformer.decoding import SpecialIds, beam_search, greedy_decode
     from transformer.models import Transformer
@@ -98,7 +100,8 @@ def _ours(use_cache: bool, beam: int) -> Callable:
 
     def run(src: torch.Tensor, lengths: torch.Tensor) -> None:
         if beam == 1:
-            greedy_decode(model, src, ids, min_len=lengths, max_len=lengths, use_cache=use_cache)
+            greedy_decode(model, src, ids, min_len=lengths, max_len=lengths, use_cache=use_cache,
+                          with_scores=with_scores)
         else:
             beam_search(model, src, ids, beam_size=beam, alpha=0.6, min_len=lengths,
                         max_len=lengths, use_cache=use_cache)
@@ -155,6 +158,7 @@ def _variants(hf: bool) -> list[tuple[str, bool, Callable]]:
     """(name, slow, runner) for every variant measured."""
     out = [
         ("ours greedy, cache", False, _ours(True, 1)),
+        ("ours greedy, cache, no scores", False, _ours(True, 1, with_scores=False)),
         ("ours greedy, no cache", True, _ours(False, 1)),
         ("ours beam 4, cache", False, _ours(True, 4)),
         ("ours beam 4, no cache", True, _ours(False, 4)),
@@ -227,6 +231,7 @@ def _report(args, variants, times, n_full, n_sub, load_before, load_after) -> No
     pairs = [("ours greedy, cache", "ours greedy, no cache", "subset", 4.0),
              ("ours beam 4, cache", "ours beam 4, no cache", "subset", None),
              ("ours greedy, cache", "HF generate greedy, cache", "full", 1.5),
+             ("ours greedy, cache, no scores", "HF generate greedy, cache", "full", 1.5),
              ("ours beam 4, cache", "HF generate beam 4, cache", "full", 1.5),
              ("ours greedy, no cache", "HF generate greedy, no cache", "subset", None)]
     for a, b, label, target in pairs:

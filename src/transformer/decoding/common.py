@@ -142,8 +142,10 @@ def next_logprobs(
     src_pad_mask: Tensor,
     cache: Cache | None,
     ids: SpecialIds,
+    normalize: bool = True,
 ) -> Tensor:
-    """Log-probabilities of the next token after each row of `prefix`: (N, V) float32.
+    """Log-probabilities of the next token after each row of `prefix`: (N, V) float32
+    (with `normalize=False` the raw logits instead: same argmax, no log-softmax pass).
 
     prefix (N, t) int64 starts with <s>. Without a cache the whole prefix is recomputed; with
     one only the positions not yet cached (prefix[:, cache.length:]) are fed. <pad> and <s>
@@ -154,7 +156,8 @@ def next_logprobs(
         logits = model.decode(prefix, memory, src_pad_mask)  # (N, t, V)
     else:
         logits = model.decode(prefix[:, cache.length :], memory, src_pad_mask, cache=cache)
-    logp = logits[:, -1].float().log_softmax(dim=-1)  # (N, V)
+    logp = logits[:, -1].float()  # (N, V)
+    logp = logp.log_softmax(dim=-1) if normalize else logp
     logp[:, ids.pad] = float("-inf")
     if ids.bos != ids.eos:
         logp[:, ids.bos] = float("-inf")

@@ -40,6 +40,7 @@ def greedy_decode(
     max_positions: int | None = None,
     use_cache: bool = True,
     make_cache: CacheFactory | None = None,
+    with_scores: bool = True,
 ) -> list[Hypothesis]:
     """Greedy (argmax) decoding of a batch of source sentences.
 
@@ -47,7 +48,8 @@ def greedy_decode(
     its score is the plain sum of log-probabilities. `max_len`/`max_len_offset`/
     `max_positions` bound the number of generated tokens (see `length_limits`); `min_len`
     forbids </s> before that many tokens. `max_len` and `min_len` may be (B,) tensors of
-    per-sentence values. The model should be in eval mode.
+    per-sentence values. `with_scores=False` skips the log-softmax over the vocabulary (the
+    argmax is the same) and leaves logprob/score NaN. The model should be in eval mode.
     """
     check_offset(max_len_offset)
     batch = src.size(0)
@@ -64,7 +66,8 @@ def greedy_decode(
     step = 0
     while rows.numel():
         step += 1
-        logp = next_logprobs(model, prefix, memory, src_pad_mask, cache, ids)  # (N, V)
+        logp = next_logprobs(model, prefix, memory, src_pad_mask, cache, ids,
+                             normalize=with_scores)  # (N, V)
         block_eos(logp, ids.eos, step, mins[rows], max_min)
         best, token = logp.max(dim=-1)  # (N,), (N,)
         logprob = logprob + best
@@ -74,7 +77,7 @@ def greedy_decode(
             continue
         for i in done.nonzero().flatten().tolist():
             tokens = prefix[i, 1:].tolist()
-            value = float(logprob[i])
+            value = float(logprob[i]) if with_scores else float("nan")
             results[int(rows[i])] = Hypothesis(tokens, value, value, tokens[-1] == ids.eos)
         keep = (~done).nonzero().flatten()  # (N',)
         rows, prefix, logprob = rows[keep], prefix[keep], logprob[keep]

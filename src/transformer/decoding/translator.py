@@ -91,8 +91,9 @@ class Translator:
         s = self.settings
         common = dict(max_len_offset=s.max_len_offset, max_positions=self.max_positions - 1,
                       use_cache=s.use_cache)
-        if s.beam == 1:
-            return [[h] for h in greedy_decode(self.model, src, self.ids, **common)]
+        if s.beam == 1:  # scores are only shown for n-best lists, which need a beam
+            hyps = greedy_decode(self.model, src, self.ids, with_scores=False, **common)
+            return [[h] for h in hyps]
         return beam_search(self.model, src, self.ids, beam_size=s.beam, alpha=s.alpha,
                            n_best=s.n_best, **common)
 
