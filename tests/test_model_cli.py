@@ -89,3 +89,10 @@ def test_bench_step_runs_and_reports():
     row = bench_model.bench_size("tiny", args)
     assert row["params"][0] == row["params"][1]  # equally sized models
     assert row["tokens"] > 0 and all(t > 0 for t in row["tok_s"])
+
+
+def test_bench_bad_arguments_are_user_errors(capsys):
+    assert main(["bench", "model", "--repeats", "0"]) == 2
+    assert main(["bench", "model", "--sizes", "huge"]) == 2
+    err = capsys.readouterr().err
+    assert "--repeats must be >= 1" in err and "unknown size 'huge'" in err

@@ -214,11 +214,18 @@ def run(args) -> int:
     if args.params:
         print_table3()
         return 0
+    from transformer.cli import UserError
+
     names = [s.strip() for s in args.sizes.split(",") if s.strip()]
     for s in names:
         if s not in SIZES:
-            from transformer.cli import UserError
             raise UserError(f"--sizes: unknown size {s!r}; choose from {sorted(SIZES)}")
+    for flag, value, low in (("--repeats", args.repeats, 1), ("--warmup", args.warmup, 0),
+                             ("--pairs", args.pairs, 1), ("--threads", args.threads, 1)):
+        if value is not None and value < low:
+            raise UserError(f"{flag} must be >= {low}, got {value}")
+    if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
+        raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.threads:
         torch.set_num_threads(args.threads)
     tuned = tune_malloc() if args.malloc_tune else False
