@@ -223,3 +223,18 @@ def test_progress_bar_is_optional(capsys):
 def test_decode_rejects_bad_ids(bad):
     with pytest.raises(TokenizerError, match="ids must be integers"):
         _small_bpe().decode(bad)
+
+
+def test_tiny_cache_still_segments_like_textbook(monkeypatch):
+    import transformer.tokenizers.bpe as bpe_module
+
+    monkeypatch.setattr(bpe_module, "_CACHE_LIMIT", 5)
+    bpe = BPE.train(multi30k_lines("val", limit=300), 150)
+    line = " ".join(multi30k_lines("test_2016_flickr", limit=3)).replace("\n", " ")
+    expected = [
+        tok
+        for w in split_words(line)
+        for tok in textbook.encode_word(textbook.split_word(w, "</w>"), bpe.merges)
+    ]
+    for _ in range(2):
+        assert [bpe.tokens[i] for i in bpe.encode(line)] == expected

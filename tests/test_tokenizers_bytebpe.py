@@ -222,3 +222,14 @@ def test_constructor_checks_merges_and_specials():
 def test_decode_rejects_bad_ids(bad):
     with pytest.raises(TokenizerError, match="ids must be integers"):
         load_gpt2().decode(bad)
+
+
+def test_tiny_cache_still_encodes_like_tiktoken(monkeypatch, tiktoken_gpt2):
+    import transformer.tokenizers.bytebpe as bytebpe_module
+
+    monkeypatch.setattr(bytebpe_module, "_CACHE_LIMIT", 7)
+    tok = ByteBPE.from_gpt2(*gpt2_files())
+    text = read_gz(corpus_dir("multi30k") / "val.de.gz", 5000)
+    for _ in range(2):
+        assert tok.encode(text) == tiktoken_gpt2.encode_ordinary(text)
+    assert len(tok._cache) <= 7

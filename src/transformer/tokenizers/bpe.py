@@ -194,12 +194,12 @@ class BPE:
             text = text.replace("\r", " ").replace("\n", " ")
         words = text.split(" ")
         parts = list(map(self._ids.get, words))  # the cache maps "" to []
-        if None in parts:  # words seen for the first time (maybe several times here)
-            cache_get = self._ids.get
-            for i, ids in enumerate(parts):
-                if ids is None:
-                    ids = cache_get(words[i])
-                    parts[i] = ids if ids is not None else self._word_ids(words[i])
+        if None in parts:  # words seen for the first time: segment each distinct one once
+            for word in set(words).difference(self._ids):
+                self._word_ids(word)
+            parts = list(map(self._ids.get, words))
+            if None in parts:  # the cache overflowed and was cleared meanwhile
+                parts = [self._ids.get(w) or self._word_ids(w) for w in words]
         if add_bos:
             parts.insert(0, (self.bos_id,))
         if add_eos:

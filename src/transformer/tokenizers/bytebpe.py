@@ -203,13 +203,14 @@ class ByteBPE:
     def encode_ordinary(self, text: str) -> list[int]:
         """Token ids of `text`, treating special-token text as ordinary text."""
         pieces = self._pat.findall(text)
-        parts = list(map(self._cache.get, pieces))
-        if None in parts:  # pieces seen for the first time (maybe several times here)
-            cache_get = self._cache.get
-            for i, ids in enumerate(parts):
-                if ids is None:
-                    ids = cache_get(pieces[i])
-                    parts[i] = ids if ids is not None else self._piece_ids(pieces[i], text)
+        cache_get = self._cache.get
+        parts = list(map(cache_get, pieces))
+        if None in parts:  # pieces seen for the first time: encode each distinct one once
+            for piece in set(pieces).difference(self._cache):
+                self._piece_ids(piece, text)
+            parts = list(map(cache_get, pieces))
+            if None in parts:  # the cache overflowed and was cleared meanwhile
+                parts = [cache_get(p) or self._piece_ids(p, text) for p in pieces]
         return list(itertools.chain.from_iterable(parts))
 
     def encode(self, text: str, allowed_special: Collection[str] | str = ()) -> list[int]:
