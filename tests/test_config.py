@@ -15,7 +15,11 @@ def test_presets_match_table3():
     assert (base.n_encoder_layers, base.n_decoder_layers) == (6, 6)
     assert (base.d_model, base.d_ff, base.n_heads) == (512, 2048, 8)
     assert (base.head_dim_k, base.head_dim_v, base.dropout, base.label_smoothing) == (
-        64, 64, 0.1, 0.1)
+        64,
+        64,
+        0.1,
+        0.1,
+    )
     assert (big.d_model, big.d_ff, big.n_heads, big.dropout) == (1024, 4096, 16, 0.3)
     assert (big.head_dim_k, big.head_dim_v, big.label_smoothing) == (64, 64, 0.1)
     assert ModelConfig.preset("tiny", d_model=64).d_model == 64
@@ -47,8 +51,10 @@ def test_preset_toml_files_equal_presets():
 
 
 def test_overrides_parse_toml_values():
-    out = apply_overrides({"model": {"d_model": 512}}, ["model.d_model=256", "train.name=abc",
-                                                      "model.norm_first=true"])
+    out = apply_overrides(
+        {"model": {"d_model": 512}},
+        ["model.d_model=256", "train.name=abc", "model.norm_first=true"],
+    )
     assert out == {"model": {"d_model": 256, "norm_first": True}, "train": {"name": "abc"}}
     with pytest.raises(ConfigError, match=r"section\.key=value"):
         apply_overrides({}, ["model.d_model"])

@@ -67,8 +67,11 @@ def loop_attention(x_q, x_kv, w_q, b_q, w_k, b_k, w_v, b_v, out, n_heads, masked
     heads = torch.zeros(B, T, n_heads * dv, dtype=x_q.dtype)
     for b in range(B):
         for h in range(n_heads):
-            qs, ks, vs = slice(h * dk, (h + 1) * dk), slice(h * dk, (h + 1) * dk), \
-                slice(h * dv, (h + 1) * dv)
+            qs, ks, vs = (
+                slice(h * dk, (h + 1) * dk),
+                slice(h * dk, (h + 1) * dk),
+                slice(h * dv, (h + 1) * dv),
+            )
             q = x_q[b] @ w_q[qs].T + b_q[qs]
             k = x_kv[b] @ w_k[ks].T + b_k[ks]
             v = x_kv[b] @ w_v[vs].T + b_v[vs]
@@ -91,8 +94,19 @@ def test_self_attention_with_unequal_head_dims_equals_loop():
     out, _ = attn(x, mask=pad[:, None, None, :], causal=True)
     w_q, w_k, w_v = attn.qkv_proj.weight.split([15, 15, 18])
     b_q, b_k, b_v = attn.qkv_proj.bias.split([15, 15, 18])
-    expected = loop_attention(x, x, w_q, b_q, w_k, b_k, w_v, b_v, attn.out_proj, 3,
-                              lambda b, t, s: s > t or bool(pad[b, s]))
+    expected = loop_attention(
+        x,
+        x,
+        w_q,
+        b_q,
+        w_k,
+        b_k,
+        w_v,
+        b_v,
+        attn.out_proj,
+        3,
+        lambda b, t, s: s > t or bool(pad[b, s]),
+    )
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
 
 
@@ -107,8 +121,7 @@ def test_cross_attention_equals_nn_multihead_attention():
     pad = torch.rand(3, 7) < 0.3
     pad[:, 0] = False
     out, weights = attn(x, memory, mask=pad[:, None, None, :], need_weights=True)
-    expected, expected_w = ref(x, memory, memory, key_padding_mask=pad,
-                               average_attn_weights=False)
+    expected, expected_w = ref(x, memory, memory, key_padding_mask=pad, average_attn_weights=False)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
     torch.testing.assert_close(weights, expected_w, rtol=0, atol=1e-12)
 
@@ -141,7 +154,8 @@ def test_lecture_layer_norm_vs_nn_layer_norm():
     formula = lecture.a_2 * (x - mu) / sigma + lecture.b_2
     torch.testing.assert_close(torch_ln(x), formula, rtol=0, atol=1e-12)
     scale = math.sqrt((H - 1) / H)
-    torch.testing.assert_close(lecture(x) - lecture.b_2, (formula - lecture.b_2) * scale,
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        lecture(x) - lecture.b_2, (formula - lecture.b_2) * scale, rtol=0, atol=1e-12
+    )
     default_diff = (LectureLayerNorm(H)(x.float()) - F.layer_norm(x.float(), (H,))).abs().max()
     assert default_diff > 1e-3  # the quirk is real: the slide's code is not nn.LayerNorm

@@ -58,8 +58,16 @@ SETTINGS = [
 
 @pytest.mark.parametrize("overrides", SETTINGS)
 def test_closed_form_equals_instantiated_model(overrides):
-    values = dict(src_vocab_size=50, tgt_vocab_size=50, d_model=16, n_heads=4, d_ff=24,
-                  n_encoder_layers=2, n_decoder_layers=3, max_len=30)
+    values = dict(
+        src_vocab_size=50,
+        tgt_vocab_size=50,
+        d_model=16,
+        n_heads=4,
+        d_ff=24,
+        n_encoder_layers=2,
+        n_decoder_layers=3,
+        max_len=30,
+    )
     cfg = ModelConfig.from_dict({**values, **overrides})
     assert count_parameters(Transformer(cfg)) == parameter_count(cfg)
     assert count_parameters(GPT(cfg)) == parameter_count(cfg, "gpt")

@@ -15,8 +15,17 @@ TOL = 1e-12
 
 
 def make(model_cls, **overrides):
-    values = dict(src_vocab_size=41, tgt_vocab_size=41, d_model=24, n_heads=3, d_ff=40,
-                  n_encoder_layers=2, n_decoder_layers=2, max_len=40, pad_id=PAD)
+    values = dict(
+        src_vocab_size=41,
+        tgt_vocab_size=41,
+        d_model=24,
+        n_heads=3,
+        d_ff=40,
+        n_encoder_layers=2,
+        n_decoder_layers=2,
+        max_len=40,
+        pad_id=PAD,
+    )
     cfg = ModelConfig.from_dict({**values, **overrides})
     return model_cls(cfg).double().eval()
 
@@ -131,8 +140,9 @@ def test_gpt_cached_equals_full_and_reorders():
     with torch.no_grad():
         full = model(x)
         cache = KVCache()
-        steps = [model(x[:, :2], cache=cache)] + [model(x[:, t : t + 1], cache=cache)
-                                                  for t in range(2, 8)]
+        steps = [model(x[:, :2], cache=cache)] + [
+            model(x[:, t : t + 1], cache=cache) for t in range(2, 8)
+        ]
         assert max_diff(torch.cat(steps, dim=1), full) <= TOL
         cache.reorder(torch.tensor([1]))
         nxt = ids(1, 1)

@@ -23,8 +23,17 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*nested:UserWarning")
 
 
 def small_config(**overrides) -> ModelConfig:
-    values = dict(src_vocab_size=53, tgt_vocab_size=53, d_model=32, n_heads=4, d_ff=48,
-                  n_encoder_layers=2, n_decoder_layers=3, max_len=64, pad_id=PAD)
+    values = dict(
+        src_vocab_size=53,
+        tgt_vocab_size=53,
+        d_model=32,
+        n_heads=4,
+        d_ff=48,
+        n_encoder_layers=2,
+        n_decoder_layers=3,
+        max_len=64,
+        pad_id=PAD,
+    )
     return ModelConfig.from_dict({**values, **overrides})
 
 
@@ -45,10 +54,17 @@ def reference_from(model: Transformer) -> nn.Transformer:
     """An nn.Transformer of the same size holding our weights (eval mode, float64)."""
     cfg = model.config
     ref = nn.Transformer(
-        d_model=cfg.d_model, nhead=cfg.n_heads, num_encoder_layers=cfg.n_encoder_layers,
-        num_decoder_layers=cfg.n_decoder_layers, dim_feedforward=cfg.d_ff, dropout=cfg.dropout,
-        activation=cfg.activation, layer_norm_eps=cfg.layer_norm_eps, batch_first=True,
-        norm_first=cfg.norm_first, dtype=torch.float64,
+        d_model=cfg.d_model,
+        nhead=cfg.n_heads,
+        num_encoder_layers=cfg.n_encoder_layers,
+        num_decoder_layers=cfg.n_decoder_layers,
+        dim_feedforward=cfg.d_ff,
+        dropout=cfg.dropout,
+        activation=cfg.activation,
+        layer_norm_eps=cfg.layer_norm_eps,
+        batch_first=True,
+        norm_first=cfg.norm_first,
+        dtype=torch.float64,
     )
     for r, o in zip(ref.encoder.layers, model.encoder_layers):
         sa = o.self_attn
@@ -60,8 +76,12 @@ def reference_from(model: Transformer) -> nn.Transformer:
     for r, o in zip(ref.decoder.layers, model.decoder_layers):
         sa, ca = o.self_attn, o.cross_attn
         copy_mha(r.self_attn, sa.qkv_proj.weight, sa.qkv_proj.bias, sa.out_proj)
-        copy_mha(r.multihead_attn, torch.cat([ca.q_proj.weight, ca.kv_proj.weight]),
-                 torch.cat([ca.q_proj.bias, ca.kv_proj.bias]), ca.out_proj)
+        copy_mha(
+            r.multihead_attn,
+            torch.cat([ca.q_proj.weight, ca.kv_proj.weight]),
+            torch.cat([ca.q_proj.bias, ca.kv_proj.bias]),
+            ca.out_proj,
+        )
         copy_linear_or_norm(r.linear1, o.ffn.linear1)
         copy_linear_or_norm(r.linear2, o.ffn.linear2)
         copy_linear_or_norm(r.norm1, o.self_norm)
@@ -104,8 +124,14 @@ def test_equals_nn_transformer_float64(norm_first, activation):
         ours = model(src, tgt)
         x_src = model.src_embed(src) + model.src_pos(src.shape[1])
         x_tgt = model.tgt_embed(tgt) + model.tgt_pos(tgt.shape[1])
-        hidden = ref(x_src, x_tgt, tgt_mask=causal, src_key_padding_mask=src_pad,
-                     memory_key_padding_mask=src_pad, tgt_is_causal=True)
+        hidden = ref(
+            x_src,
+            x_tgt,
+            tgt_mask=causal,
+            src_key_padding_mask=src_pad,
+            memory_key_padding_mask=src_pad,
+            tgt_is_causal=True,
+        )
         expected = F.linear(hidden, model.output_weight)
     assert ours.dtype == torch.float64 and ours.shape == (4, 7, cfg.tgt_vocab_size)
     diff = (ours - expected).abs().max().item()
@@ -123,9 +149,13 @@ def test_reference_detects_a_changed_weight():
         src, _ = random_padded_batch(2, 5, cfg.src_vocab_size)
         tgt = torch.randint(1, cfg.tgt_vocab_size, (2, 4))
         pad = src.eq(PAD)
-        hidden = ref(model.src_embed(src) + model.src_pos(5), model.tgt_embed(tgt)
-                     + model.tgt_pos(4), tgt_mask=torch.ones(4, 4, dtype=torch.bool).triu(1),
-                     src_key_padding_mask=pad, memory_key_padding_mask=pad)
+        hidden = ref(
+            model.src_embed(src) + model.src_pos(5),
+            model.tgt_embed(tgt) + model.tgt_pos(4),
+            tgt_mask=torch.ones(4, 4, dtype=torch.bool).triu(1),
+            src_key_padding_mask=pad,
+            memory_key_padding_mask=pad,
+        )
         diff = (model(src, tgt) - F.linear(hidden, model.output_weight)).abs().max().item()
     assert diff > 1e-8
 
@@ -138,13 +168,21 @@ def test_gpt_equals_causal_nn_transformer_encoder_float64(norm_first):
 
     cfg = small_config(norm_first=norm_first, positional="learned", activation="gelu")
     model = GPT(cfg).double().eval()
-    layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, dropout=0.0,
-                                       activation="gelu", layer_norm_eps=cfg.layer_norm_eps,
-                                       batch_first=True, norm_first=norm_first,
-                                       dtype=torch.float64)
+    layer = nn.TransformerEncoderLayer(
+        cfg.d_model,
+        cfg.n_heads,
+        cfg.d_ff,
+        dropout=0.0,
+        activation="gelu",
+        layer_norm_eps=cfg.layer_norm_eps,
+        batch_first=True,
+        norm_first=norm_first,
+        dtype=torch.float64,
+    )
     final = nn.LayerNorm(cfg.d_model, dtype=torch.float64) if norm_first else None
-    ref = nn.TransformerEncoder(layer, cfg.n_decoder_layers, norm=final,
-                                enable_nested_tensor=False).eval()
+    ref = nn.TransformerEncoder(
+        layer, cfg.n_decoder_layers, norm=final, enable_nested_tensor=False
+    ).eval()
     with torch.no_grad():
         for r, o in zip(ref.layers, model.layers):
             sa = o.self_attn

@@ -13,22 +13,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("plot", help="figures: positional encoding, model structure")
     which = parser.add_subparsers(dest="plot", metavar="WHAT", required=True)
 
-    pos = which.add_parser("positional", help="the sinusoidal positional encoding (PNG)",
-                           description="Draws p_t[2k] = sin(ω_k t), p_t[2k+1] = cos(ω_k t), "
-                           "ω_k = 1/10000^(2k/d), as the lecture's Figure 2.")
+    pos = which.add_parser(
+        "positional",
+        help="the sinusoidal positional encoding (PNG)",
+        description="Draws p_t[2k] = sin(ω_k t), p_t[2k+1] = cos(ω_k t), "
+        "ω_k = 1/10000^(2k/d), as the lecture's Figure 2.",
+    )
     pos.add_argument("--out", default="positional_encoding.png", help="PNG path to write")
     pos.add_argument("--dim", type=int, default=128, help="d_model (default 128)")
     pos.add_argument("--positions", type=int, default=50, help="positions (default 50)")
     pos.set_defaults(run=run_positional)
 
-    mod = which.add_parser("model", help="module tree with parameter counts (text)",
-                           description="Builds the model of a config (no training) and prints "
-                           "its modules with parameter counts.")
+    mod = which.add_parser(
+        "model",
+        help="module tree with parameter counts (text)",
+        description="Builds the model of a config (no training) and prints "
+        "its modules with parameter counts.",
+    )
     mod.add_argument("--preset", default="base", help="ModelConfig preset: base, big, tiny")
-    mod.add_argument("--config", default=None,
-                     help="TOML file; its [model] table (or the whole file) is the config")
-    mod.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
-                     help="override a model field, e.g. --set model.d_model=256")
+    mod.add_argument(
+        "--config",
+        default=None,
+        help="TOML file; its [model] table (or the whole file) is the config",
+    )
+    mod.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="model.KEY=VALUE",
+        help="override a model field, e.g. --set model.d_model=256",
+    )
     mod.add_argument("--gpt", action="store_true", help="the decoder-only GPT instead")
     mod.add_argument("--depth", type=int, default=4, help="levels to print (default 4)")
     mod.set_defaults(run=run_model)
@@ -39,8 +53,9 @@ def run_positional(args: argparse.Namespace) -> int:
     from transformer.viz.positional import plot_positional_encoding
 
     if args.dim < 2 or args.positions < 1:
-        raise UserError(f"--dim must be >= 2 and --positions >= 1 (got {args.dim}, "
-                        f"{args.positions})")
+        raise UserError(
+            f"--dim must be >= 2 and --positions >= 1 (got {args.dim}, {args.positions})"
+        )
     path = plot_positional_encoding(args.out, d_model=args.dim, n_positions=args.positions)
     print(f"wrote {path} ({args.positions} positions × {args.dim} dimensions)")
     return 0

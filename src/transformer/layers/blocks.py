@@ -98,7 +98,8 @@ class EncoderLayer(_Residual):
     def forward(self, x, mask=None, need_weights=False):
         """Returns (x (B, S, D), self-attention weights (B, H, S, S) or None)."""
         x, weights = self._residual(
-            x, self.self_norm, lambda h: self.self_attn(h, mask, need_weights=need_weights))
+            x, self.self_norm, lambda h: self.self_attn(h, mask, need_weights=need_weights)
+        )
         x, _ = self._residual(x, self.ffn_norm, lambda h: (self.ffn(h), None))
         return x, weights
 
@@ -123,18 +124,27 @@ class DecoderLayer(_Residual):
         self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation)
         self.ffn_norm = nn.LayerNorm(cfg.d_model, eps=eps)
 
-    def forward(self, x, memory=None, memory_mask=None, cache: LayerCache | None = None,
-                need_weights=False):
+    def forward(
+        self, x, memory=None, memory_mask=None, cache: LayerCache | None = None, need_weights=False
+    ):
         """Returns (x (B, T, D), self weights (B, H, T, L) | None, cross (B, H, T, S) | None).
 
         The self-attention is causal: position t sees positions <= t (with a cache, the
         cached positions come first).
         """
-        x, self_w = self._residual(x, self.self_norm, lambda h: self.self_attn(
-            h, causal=True, cache=cache, need_weights=need_weights))
+        x, self_w = self._residual(
+            x,
+            self.self_norm,
+            lambda h: self.self_attn(h, causal=True, cache=cache, need_weights=need_weights),
+        )
         cross_w = None
         if self.cross_attn is not None:
-            x, cross_w = self._residual(x, self.cross_norm, lambda h: self.cross_attn(
-                h, memory, memory_mask, cache=cache, need_weights=need_weights))
+            x, cross_w = self._residual(
+                x,
+                self.cross_norm,
+                lambda h: self.cross_attn(
+                    h, memory, memory_mask, cache=cache, need_weights=need_weights
+                ),
+            )
         x, _ = self._residual(x, self.ffn_norm, lambda h: (self.ffn(h), None))
         return x, self_w, cross_w

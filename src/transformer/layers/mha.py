@@ -72,8 +72,9 @@ class _MultiHead(nn.Module):
 
     def _attend(self, q, k, v, mask, causal, need_weights):
         p = self.dropout if self.training else 0.0
-        out, weights = attend(q, k, v, mask=mask, causal=causal, dropout_p=p,
-                              need_weights=need_weights)  # (B, H, T, Dv), (B, H, T, S)|None
+        out, weights = attend(
+            q, k, v, mask=mask, causal=causal, dropout_p=p, need_weights=need_weights
+        )  # (B, H, T, Dv), (B, H, T, S)|None
         return self.out_proj(_merge_heads(out)), weights  # (B, T, D)
 
 
@@ -90,8 +91,9 @@ class SelfAttention(_MultiHead):
         super().__init__(d_model, n_heads, d_k, d_v, dropout)
         self.qkv_proj = nn.Linear(d_model, n_heads * (2 * d_k + d_v))  # [W^Q; W^K; W^V]
 
-    def forward(self, x, mask=None, causal=False, cache: LayerCache | None = None,
-                need_weights=False):
+    def forward(
+        self, x, mask=None, causal=False, cache: LayerCache | None = None, need_weights=False
+    ):
         hk = self.n_heads * self.d_k
         q, k, v = self.qkv_proj(x).split([hk, hk, self.n_heads * self.d_v], dim=-1)
         q, k, v = (_split_heads(t, self.n_heads) for t in (q, k, v))  # (B, H, T, Dk|Dv)
@@ -112,14 +114,14 @@ class CrossAttention(_MultiHead):
         self.q_proj = nn.Linear(d_model, n_heads * d_k)  # W^Q
         self.kv_proj = nn.Linear(d_model, n_heads * (d_k + d_v))  # [W^K; W^V]
 
-    def forward(self, x, memory, mask=None, cache: LayerCache | None = None,
-                need_weights=False):
+    def forward(self, x, memory, mask=None, cache: LayerCache | None = None, need_weights=False):
         q = _split_heads(self.q_proj(x), self.n_heads)  # (B, H, T, Dk)
         if cache is not None and cache.cross_k is not None:
             k, v = cache.cross_k, cache.cross_v
         else:
             k, v = self.kv_proj(memory).split(
-                [self.n_heads * self.d_k, self.n_heads * self.d_v], dim=-1)
+                [self.n_heads * self.d_k, self.n_heads * self.d_v], dim=-1
+            )
             k, v = _split_heads(k, self.n_heads), _split_heads(v, self.n_heads)  # (B, H, S, .)
             if cache is not None:
                 cache.cross_k, cache.cross_v = k, v

@@ -6,5 +6,11 @@ from transformer.models.gpt import GPT
 from transformer.models.params import count_parameters, parameter_count
 from transformer.models.transformer import AttentionWeights, Transformer
 
-__all__ = ["GPT", "AttentionWeights", "KVCache", "Transformer", "count_parameters",
-           "parameter_count"]
+__all__ = [
+    "GPT",
+    "AttentionWeights",
+    "KVCache",
+    "Transformer",
+    "count_parameters",
+    "parameter_count",
+]

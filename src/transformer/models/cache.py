@@ -42,8 +42,10 @@ class KVCache:
         """Keep/reorder batch rows of every cached tensor: index (B',) int64 into the batch.
         Callers reorder `memory` and `src_pad_mask` themselves."""
         if index.dtype != torch.int64 or index.dim() != 1:
-            raise ValueError(f"reorder expects a 1-D int64 index, got {index.dtype} "
-                             f"of shape {tuple(index.shape)}")
+            raise ValueError(
+                f"reorder expects a 1-D int64 index, got {index.dtype} "
+                f"of shape {tuple(index.shape)}"
+            )
         for layer in self.layers:
             layer.reorder(index)
 

@@ -35,7 +35,8 @@ class GPT(nn.Module):
         self.pos = PositionalEncoding(cfg.positional, cfg.max_len, d)
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
-            DecoderLayer(cfg, cross=False) for _ in range(cfg.n_decoder_layers))
+            DecoderLayer(cfg, cross=False) for _ in range(cfg.n_decoder_layers)
+        )
         self.norm = nn.LayerNorm(d, eps=cfg.layer_norm_eps) if cfg.norm_first else None
         self.output_proj = None if cfg.tie_output else nn.Linear(d, cfg.tgt_vocab_size, bias=False)
         if self.output_proj is not None:
@@ -46,8 +47,7 @@ class GPT(nn.Module):
         """The (V, D) matrix of the final linear layer (the embedding when tied)."""
         return self.embed.weight if self.output_proj is None else self.output_proj.weight
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None,
-                need_weights: bool = False):
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False):
         """idx (B, T) int64 -> logits (B, T, V); with `need_weights`, (logits, [(B, H, T, L)]
         per layer). With a `KVCache`, idx holds positions cache.length .. cache.length+T-1."""
         check_ids("idx", idx, self.config.tgt_vocab_size)

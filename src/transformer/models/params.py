@@ -41,8 +41,7 @@ def parameter_count(cfg: ModelConfig, model: str = "transformer") -> int:
         block = attn + ffn + 2 * norm
         out = 0 if cfg.tie_output else cfg.tgt_vocab_size * d
         pos = cfg.max_len * d if cfg.positional == "learned" else 0
-        return (cfg.n_decoder_layers * block + cfg.tgt_vocab_size * d + out + pos
-                + n_final * norm)
+        return cfg.n_decoder_layers * block + cfg.tgt_vocab_size * d + out + pos + n_final * norm
     if model != "transformer":
         raise ValueError(f"model must be 'transformer' or 'gpt', got {model!r}")
     enc = cfg.n_encoder_layers * (attn + ffn + 2 * norm)

@@ -46,10 +46,15 @@ class AttentionWeights(NamedTuple):
 def check_ids(name: str, ids: torch.Tensor, vocab_size: int) -> None:
     """User-facing check of a (B, T) int64 id tensor (shape and dtype only: cheap)."""
     if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype != torch.int64:
-        what = f"{ids.dtype} of shape {tuple(ids.shape)}" if isinstance(ids, torch.Tensor) \
+        what = (
+            f"{ids.dtype} of shape {tuple(ids.shape)}"
+            if isinstance(ids, torch.Tensor)
             else type(ids).__name__
-        raise ValueError(f"{name} must be a (batch, length) int64 tensor of token ids "
-                         f"(vocab {vocab_size}), got {what}")
+        )
+        raise ValueError(
+            f"{name} must be a (batch, length) int64 tensor of token ids "
+            f"(vocab {vocab_size}), got {what}"
+        )
 
 
 class Transformer(nn.Module):
@@ -60,11 +65,17 @@ class Transformer(nn.Module):
         self.config = cfg = config
         d = cfg.d_model
         self.src_embed = TokenEmbedding(cfg.src_vocab_size, d, cfg.pad_id)
-        self.tgt_embed = (self.src_embed if cfg.share_embeddings
-                          else TokenEmbedding(cfg.tgt_vocab_size, d, cfg.pad_id))
+        self.tgt_embed = (
+            self.src_embed
+            if cfg.share_embeddings
+            else TokenEmbedding(cfg.tgt_vocab_size, d, cfg.pad_id)
+        )
         self.src_pos = PositionalEncoding(cfg.positional, cfg.max_len, d)
-        self.tgt_pos = (self.src_pos if cfg.positional == "sinusoidal"
-                        else PositionalEncoding(cfg.positional, cfg.max_len, d))
+        self.tgt_pos = (
+            self.src_pos
+            if cfg.positional == "sinusoidal"
+            else PositionalEncoding(cfg.positional, cfg.max_len, d)
+        )
         self.dropout = nn.Dropout(cfg.dropout)
         self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_encoder_layers))
         self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_decoder_layers))
@@ -104,8 +115,14 @@ class Transformer(nn.Module):
             x = self.encoder_norm(x)
         return (x, weights) if need_weights else x
 
-    def decode(self, tgt: torch.Tensor, memory: torch.Tensor, src_pad_mask: torch.Tensor | None,
-               cache: KVCache | None = None, need_weights: bool = False):
+    def decode(
+        self,
+        tgt: torch.Tensor,
+        memory: torch.Tensor,
+        src_pad_mask: torch.Tensor | None,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ):
         """tgt (B, T) int64, memory (B, S, D), src_pad_mask (B, S) bool (True = padding) or None
         -> logits (B, T, V); with `need_weights`, (logits, AttentionWeights with encoder=[]).
 
@@ -115,9 +132,11 @@ class Transformer(nn.Module):
         """
         check_ids("tgt", tgt, self.config.tgt_vocab_size)
         if src_pad_mask is not None and src_pad_mask.shape != memory.shape[:2]:
-            raise ValueError(f"src_pad_mask must be (batch, source length) = "
-                             f"{tuple(memory.shape[:2])} like memory, got "
-                             f"{tuple(src_pad_mask.shape)}")
+            raise ValueError(
+                f"src_pad_mask must be (batch, source length) = "
+                f"{tuple(memory.shape[:2])} like memory, got "
+                f"{tuple(src_pad_mask.shape)}"
+            )
         offset = 0 if cache is None else cache.length
         mem_mask = None if src_pad_mask is None else src_pad_mask[:, None, None, :]  # (B,1,1,S)
         x = self.dropout(self.tgt_embed(tgt) + self.tgt_pos(tgt.shape[1], offset))  # (B, T, D)

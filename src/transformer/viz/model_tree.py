@@ -33,9 +33,11 @@ def _count(module: nn.Module) -> int:
 
 def _same_structure(modules: list[nn.Module]) -> bool:
     first = [(n, tuple(p.shape)) for n, p in modules[0].named_parameters()]
-    return all(type(m) is type(modules[0])
-               and [(n, tuple(p.shape)) for n, p in m.named_parameters()] == first
-               for m in modules[1:])
+    return all(
+        type(m) is type(modules[0])
+        and [(n, tuple(p.shape)) for n, p in m.named_parameters()] == first
+        for m in modules[1:]
+    )
 
 
 def model_tree(model: nn.Module, max_depth: int = 4) -> str:
@@ -57,8 +59,10 @@ def model_tree(model: nn.Module, max_depth: int = 4) -> str:
             layers = list(child.children()) if isinstance(child, nn.ModuleList) else []
             if layers and _same_structure(layers):
                 n = _count(child)
-                lines.append(f"{prefix}{branch}{name}  {len(layers)} × "
-                             f"{type(layers[0]).__name__}  {n:,}  ({n // len(layers):,} each)")
+                lines.append(
+                    f"{prefix}{branch}{name}  {len(layers)} × "
+                    f"{type(layers[0]).__name__}  {n:,}  ({n // len(layers):,} each)"
+                )
                 if depth < max_depth:
                     first_name[id(layers[0])] = f"{full}.0"
                     walk(layers[0], prefix + indent, f"{full}.0", depth + 1)

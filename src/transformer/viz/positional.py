@@ -8,8 +8,9 @@ from pathlib import Path
 from transformer.layers.embedding import sinusoidal_encoding
 
 
-def plot_positional_encoding(path: str | Path, d_model: int = 128, n_positions: int = 50,
-                             dpi: int = 120) -> Path:
+def plot_positional_encoding(
+    path: str | Path, d_model: int = 128, n_positions: int = 50, dpi: int = 120
+) -> Path:
     """Write a PNG of the (n_positions, d_model) sinusoid p_t[i] (Section 3.5) to `path`."""
     import matplotlib
 
