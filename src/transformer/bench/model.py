@@ -291,10 +291,8 @@ def bench_size(name: str, args) -> dict:
     )
 
 
-def run(args) -> int:
-    if args.params:
-        print_table3()
-        return 0
+def _check_args(args) -> list[str]:
+    """Validate the options (UserError naming the flag); returns the size names."""
     from transformer.cli import UserError
 
     names = [s.strip() for s in args.sizes.split(",") if s.strip()]
@@ -311,23 +309,10 @@ def run(args) -> int:
             raise UserError(f"{flag} must be >= {low}, got {value}")
     if args.dropout is not None and not 0.0 <= args.dropout < 1.0:
         raise UserError(f"--dropout must be in [0, 1), got {args.dropout}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tuned = tune_malloc() if args.malloc_tune else False
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"malloc tuned: {tuned}, load average {os.getloadavg()[0]:.2f} "
-        f"{os.getloadavg()[1]:.2f}"
-    )
-    ceiling = matmul_ceiling(clock=_clock(args))
-    print(
-        f"matmul ceiling (float32 torch.mm, best size, {args.clock} clock): "
-        f"{ceiling / 1e9:.1f} GFLOP/s"
-    )
-    rows = [bench_size(name, args) for name in names]
-    after = matmul_ceiling(clock=_clock(args))
-    print(f"matmul ceiling after: {after / 1e9:.1f} GFLOP/s (MFU uses the higher of the two)")
-    ceiling = max(ceiling, after)
+    return names
+
+
+def _print_sizes(names: list[str], args) -> None:
     for name in names:
         overrides, n_pairs, lo, hi = SIZES[name]
         cfg = ModelConfig.preset("base", **overrides)
@@ -337,11 +322,13 @@ def run(args) -> int:
             f"dropout {args.dropout if args.dropout is not None else cfg.dropout}, "
             f"{args.pairs or n_pairs} pairs of length {lo}-{hi} per batch"
         )
-    header = (
+
+
+def _print_rows(rows: list[dict], ceiling: float) -> None:
+    print(
         f"{'size':<6}{'model':<16}{'params':>12}{'step s':>9}{'tgt tok/s':>11}"
         f"{'GFLOP/s':>9}{'MFU':>7}{'ratio':>7}"
     )
-    print(header)
     for r in rows:
         for j, label in enumerate(("ours", "nn.Transformer")):
             ratio = r["tok_s"][0] / r["tok_s"][1] if j == 0 else 1.0
@@ -350,6 +337,31 @@ def run(args) -> int:
                 f"{r['tok_s'][j]:>11.0f}{r['flop_s'][j] / 1e9:>9.1f}"
                 f"{r['flop_s'][j] / ceiling:>7.1%}{ratio:>7.2f}"
             )
+
+
+def run(args) -> int:
+    if args.params:
+        print_table3()
+        return 0
+    names = _check_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tuned = tune_malloc() if args.malloc_tune else False
+    load = os.getloadavg()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"malloc tuned: {tuned}, load average {load[0]:.2f} {load[1]:.2f}"
+    )
+    ceiling = matmul_ceiling(clock=_clock(args))
+    print(
+        f"matmul ceiling (float32 torch.mm, best size, {args.clock} clock): "
+        f"{ceiling / 1e9:.1f} GFLOP/s"
+    )
+    rows = [bench_size(name, args) for name in names]
+    after = matmul_ceiling(clock=_clock(args))
+    print(f"matmul ceiling after: {after / 1e9:.1f} GFLOP/s (MFU uses the higher of the two)")
+    _print_sizes(names, args)
+    _print_rows(rows, max(ceiling, after))
     print(
         f"load average after: {os.getloadavg()[0]:.2f}; median of {args.repeats} steps "
         f"after {args.warmup} warm-up ({args.clock} clock); tokens = real (non-pad) target "
