@@ -167,7 +167,7 @@ def benchmark(
 # --------------------------------------------------------------------------------------------
 #
 # Dispatch, from `transformer bench attention --sweep` and the long-sequence table, measured on
-# the 2-core CPU dev machine with torch 2.13 (docs/benchmarks/attention.md has the tables):
+# the 2-core CPU dev machine with torch 2.13 (tables: docs/benchmarks.md):
 # torch's fused SDPA is as fast as broadcasting (matmul + masked_softmax + matmul) or faster
 # at every size measured in the forward pass (one unconfirmed 2-thread exception, see the doc),
 # from one 32-query head up to 4 x 8 heads x 2048 tokens, with no mask, a padding mask or a
