@@ -117,7 +117,11 @@ def test_empty_corpus_is_an_error(tmp_path):
 
 @settings(max_examples=30, deadline=None)
 @given(
-    lines=st.lists(st.text(st.characters(blacklist_characters="\n\r\ufeff")), max_size=8),
+    # Lone surrogates (category Cs) cannot be written as UTF-8 at all: not a line a file holds.
+    lines=st.lists(
+        st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\n\r\ufeff")),
+        max_size=8,
+    ),
     gz=st.booleans(),
     final_newline=st.booleans(),
 )

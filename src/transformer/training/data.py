@@ -18,10 +18,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from transformer.config import ModelConfig
-from transformer.data import DataError, EncodedParallel, SkipCounts, TokenBatcher
+from transformer.data import DataError, EncodedParallel, TokenBatcher
 from transformer.training.config import RunConfig
 
 
@@ -51,23 +49,7 @@ def encoded_from_pairs(pairs: list[tuple[list[int], list[int]]]) -> EncodedParal
     """An `EncodedParallel` of in-memory (source ids, target ids) pairs (no <s>/</s>)."""
     if not pairs:
         raise ValueError("no pairs to encode")
-
-    def ragged(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
-        np.cumsum([len(s) for s in seqs], out=offsets[1:])
-        ids = np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1]))
-        return ids, offsets
-
-    src_ids, src_offsets = ragged([s for s, _ in pairs])
-    tgt_ids, tgt_offsets = ragged([t for _, t in pairs])
-    return EncodedParallel(
-        src_ids=src_ids,
-        src_offsets=src_offsets,
-        tgt_ids=tgt_ids,
-        tgt_offsets=tgt_offsets,
-        line_numbers=np.arange(1, len(pairs) + 1, dtype=np.int64),
-        counts=SkipCounts(lines=len(pairs), kept=len(pairs)),
-    )
+    return EncodedParallel.from_lists([s for s, _ in pairs], [t for _, t in pairs])
 
 
 def _batchers(run: RunConfig, train: EncodedParallel, val: EncodedParallel | None):
