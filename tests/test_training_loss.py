@@ -89,6 +89,45 @@ def test_gradient_is_softmax_minus_target_distribution() -> None:
     assert torch.allclose(q[[0, 1, 3, 4]].sum(-1), torch.ones(4))
 
 
+def _autograd_reference(logits, target, eps, pad):
+    """The same sums written as plain autograd ops (log_softmax, gather, sum)."""
+    V = logits.size(-1)
+    logp = torch.log_softmax(logits.double(), -1).reshape(-1, V)
+    tgt = target.reshape(-1)
+    keep = torch.ones_like(tgt, dtype=torch.bool) if pad is None else tgt.ne(pad)
+    nll = -logp.gather(1, tgt.unsqueeze(1)).squeeze(1)
+    smooth = -logp.mean(1) if pad is None else -(logp.sum(1) - logp[:, pad]) / (V - 1)
+    loss = (1 - eps) * nll + eps * smooth
+    return (loss * keep).sum(), (nll * keep).sum()
+
+
+@pytest.mark.parametrize("pad", [0, 3, None])
+def test_closed_form_gradient_equals_autograd_for_loss_and_nll(pad) -> None:
+    """Both outputs carry gradient (weights 0.7 and -1.3): equal to autograd in float64."""
+    torch.manual_seed(0)
+    logits = (torch.randn(4, 5, 9, dtype=torch.float64) * 2).requires_grad_()
+    target = torch.randint(0, 9, (4, 5))
+    if pad is not None:
+        target[1, 2:] = pad
+    out = label_smoothed_cross_entropy(logits, target, 0.15, pad_id=pad)
+    (0.7 * out.loss - 1.3 * out.nll).backward()
+    ref_logits = logits.detach().clone().requires_grad_()
+    ref_loss, ref_nll = _autograd_reference(ref_logits, target, 0.15, pad)
+    (0.7 * ref_loss - 1.3 * ref_nll).backward()
+    torch.testing.assert_close(out.loss, ref_loss, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(logits.grad, ref_logits.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_bfloat16_logits_get_a_bfloat16_gradient() -> None:
+    logits = torch.randn(6, 11).to(torch.bfloat16).requires_grad_()
+    target = torch.randint(1, 11, (6,))
+    label_smoothed_cross_entropy(logits, target, 0.1, pad_id=0).loss.backward()
+    assert logits.grad.dtype == torch.bfloat16
+    ref_logits = logits.detach().float().requires_grad_()
+    _autograd_reference(ref_logits, target, 0.1, 0)[0].backward()
+    torch.testing.assert_close(logits.grad.float(), ref_logits.grad, rtol=2e-2, atol=2e-2)
+
+
 def test_rejects_bad_epsilon() -> None:
     with pytest.raises(ValueError, match="epsilon"):
         label_smoothed_cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), 1.0)

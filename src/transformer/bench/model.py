@@ -14,8 +14,6 @@ float32 matrix-multiply ceiling measured in the same run (best of a few square `
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import os
 import statistics
 import time
@@ -26,6 +24,7 @@ from torch import nn
 
 from transformer.config import ModelConfig
 from transformer.models import Transformer, count_parameters, parameter_count
+from transformer.runtime import tune_malloc
 
 # Benchmark sizes: (config overrides of "base", pairs per batch, min length, max length).
 SIZES = {
@@ -119,24 +118,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override P_drop for both models (default: the config's 0.1; "
         "nn.Transformer also drops attention weights and FFN activations)",
     )
-
-
-def tune_malloc() -> bool:
-    """Serve large tensors from the reused heap instead of fresh mmap pages (glibc only).
-
-    glibc gives each allocation above its mmap threshold (at most 32 MiB by its own dynamic
-    rule) fresh pages that the kernel must fault in and zero, every step: the (B·T, V) logits
-    and their gradients are such tensors. Raising the mmap and trim thresholds keeps them in
-    the heap; it applies to the whole process, so to both models alike. Returns whether set.
-    """
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    if libc is None or not hasattr(libc, "mallopt"):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h> parameter numbers
-    # Some glibc versions cap the mmap threshold at 32 MiB: fall back to the cap.
-    mmap_ok = libc.mallopt(m_mmap_threshold, 1 << 30) or libc.mallopt(m_mmap_threshold, 1 << 25)
-    return bool(mmap_ok and libc.mallopt(m_trim_threshold, (1 << 31) - 1))
 
 
 def print_table3() -> None:

@@ -35,31 +35,65 @@ class LossSums(NamedTuple):
     n_tokens: Tensor  # number of non-pad target positions (int64)
 
 
+class _SmoothedCrossEntropy(torch.autograd.Function):
+    """Per-position smoothed loss and NLL with a one-pass gradient, p·(a+b) - a·q_s - c·[k=y].
+
+    Autograd through log_softmax, gather and sum makes several full passes over the (N, V)
+    logits (zero fills, scatters and a slow log-softmax backward on CPU); the closed-form
+    gradient d/dlogits of a·H(q, p) + b·NLL is a row-scaled softmax minus constants, written
+    here with one exp and two in-place passes. Rows masked out get a zero gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, target, keep, epsilon, pad_id):  # logits (N, V), target/keep (N,)
+        V = logits.size(-1)
+        x = logits if logits.dtype == torch.float64 else logits.float()
+        logp = torch.log_softmax(x, dim=-1)  # (N, V)
+        nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1)  # (N,)
+        if pad_id is None:
+            smooth = -logp.mean(dim=1)  # -(1/V) Σ_k log p(k)
+        else:
+            smooth = -(logp.sum(dim=1) - logp[:, pad_id]) / (V - 1)  # -(1/(V-1)) Σ_{k≠pad}
+        ctx.save_for_backward(logp, target, keep)
+        ctx.epsilon, ctx.pad_id, ctx.dtype = epsilon, pad_id, logits.dtype
+        return (1.0 - epsilon) * nll + epsilon * smooth, nll
+
+    @staticmethod
+    def backward(ctx, g_loss, g_nll):  # (N,) each, either may be None
+        logp, target, keep = ctx.saved_tensors
+        eps, pad_id, V = ctx.epsilon, ctx.pad_id, logp.size(-1)
+        a = g_loss if g_loss is not None else torch.zeros_like(logp[:, 0])
+        b = g_nll if g_nll is not None else torch.zeros_like(a)
+        a, b = a * keep, b * keep  # (N,)
+        share = eps / (V - 1 if pad_id is not None else V)  # q(k) for k ≠ y, pad
+        grad = torch.exp(logp).mul_((a + b).unsqueeze(1)).sub_((a * share).unsqueeze(1))
+        if pad_id is not None:
+            grad[:, pad_id] += a * share  # the pad class gets no smoothing mass
+        grad.scatter_add_(1, target.unsqueeze(1), (-(a * (1.0 - eps)) - b).unsqueeze(1))
+        return grad.to(ctx.dtype), None, None, None, None
+
+
 def label_smoothed_cross_entropy(
     logits: Tensor, target: Tensor, epsilon: float, pad_id: int | None = None
 ) -> LossSums:
     """Summed label-smoothed cross-entropy; see the module docstring for the exact q.
 
-    logits: (..., V) any float dtype (computed in float32); target: (...) int64 class ids.
+    logits: (..., V) any float dtype (computed in float32; float64 stays float64);
+    target: (...) int64 class ids.
     Returns `LossSums(loss, nll, n_tokens)`; divide by `n_tokens` (or a whole step's token
-    count) for the per-token mean.
+    count) for the per-token mean. The gradient is the closed form p - q per position
+    (`_SmoothedCrossEntropy`), equal to autograd's through log_softmax.
     """
     if not 0.0 <= epsilon < 1.0:
         raise ValueError(f"label smoothing epsilon must be in [0, 1), got {epsilon}")
     V = logits.size(-1)
-    logp = torch.log_softmax(logits.float(), dim=-1).reshape(-1, V)  # (N, V)
     tgt = target.reshape(-1)  # (N,)
-    if logp.size(0) != tgt.size(0):
+    if logits.numel() // max(V, 1) != tgt.size(0):
         raise ValueError(f"logits {tuple(logits.shape)} do not match target {tuple(target.shape)}")
-    nll = -logp.gather(1, tgt.clamp(min=0).unsqueeze(1)).squeeze(1)  # (N,)
-    if pad_id is None:
-        keep = torch.ones_like(tgt, dtype=torch.bool)
-        smooth = -logp.mean(dim=1)  # (N,) = -(1/V) Σ_k log p(k)
-    else:
-        keep = tgt.ne(pad_id)
-        total = logp.sum(dim=1) - logp[:, pad_id]  # Σ_{k≠pad} log p(k)
-        smooth = -total / (V - 1)
-    per_token = (1.0 - epsilon) * nll + epsilon * smooth  # (N,)
+    keep = torch.ones_like(tgt, dtype=torch.bool) if pad_id is None else tgt.ne(pad_id)
+    per_token, nll = _SmoothedCrossEntropy.apply(
+        logits.reshape(-1, V), tgt.clamp(min=0), keep, epsilon, pad_id
+    )
     zero = per_token.new_zeros(())
     return LossSums(
         loss=torch.where(keep, per_token, zero).sum(),

@@ -27,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from transformer.data import Batch
+from transformer.runtime import tune_malloc
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig
 from transformer.training.data import TrainData
@@ -144,6 +145,8 @@ class Trainer:
         self.device = resolve_device(run.train.device)
         if run.train.threads:
             torch.set_num_threads(run.train.threads)
+        if self.device.type == "cpu":
+            tune_malloc()  # reuse heap pages for the large logits tensors (runtime.py)
         self.model = model.to(self.device)
         self.optimizer = build_adam(self.model, run.train.betas, run.train.eps)
         bf16 = run.train.amp == "bf16" or (run.train.amp == "auto" and self.device.type == "cuda")
