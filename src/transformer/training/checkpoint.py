@@ -8,7 +8,7 @@ Run-directory layout (everything written atomically: a temporary name, then a re
     RUN_DIR/checkpoints/step-00001000/  one complete checkpoint:
         model.safetensors               weights
         state.pt                        optimizer, step, RNG states, data position, best metric
-    RUN_DIR/checkpoints/best.json       {"step": N, "val_loss": x} of the best checkpoint
+    RUN_DIR/checkpoints/best.json       {"step": N, "val_loss": x, ...} of the best checkpoint
     RUN_DIR/log.jsonl, RUN_DIR/tb/      metrics (see `training.logging`)
 
 A checkpoint directory is first written as `.tmp-step-…` and renamed when complete, so a kill
@@ -148,7 +148,7 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def best_step(run_dir: str | os.PathLike[str]) -> int | None:
-    """The step of the best checkpoint (lowest validation loss), or None."""
+    """The step of the best checkpoint (highest validation BLEU, else lowest NLL), or None."""
     path = Path(run_dir) / "checkpoints" / "best.json"
     if not path.is_file():
         return None
@@ -164,12 +164,12 @@ def save_checkpoint(
     weights: dict[str, Tensor],
     state: dict[str, Any],
     keep_last: int,
-    is_best: bool = False,
-    val_loss: float | None = None,
+    best_info: dict[str, float] | None = None,
 ) -> Path:
     """Write checkpoints/step-N atomically, update model.safetensors, best.json; prune.
 
-    Keeps the `keep_last` most recent checkpoints and the best one.
+    Keeps the `keep_last` most recent checkpoints and the best one. `best_info` (the
+    validation figures) marks this checkpoint as the new best in best.json.
     """
     run_dir = Path(run_dir)
     root = run_dir / "checkpoints"
@@ -184,8 +184,8 @@ def save_checkpoint(
         shutil.rmtree(final)
     os.replace(tmp, final)
     save_weights(weights, run_dir / "model.safetensors")
-    if is_best:
-        write_json(root / "best.json", {"step": step, "val_loss": val_loss})
+    if best_info is not None:
+        write_json(root / "best.json", {"step": step, **best_info})
     prune(run_dir, keep_last)
     return final
 

@@ -29,7 +29,10 @@ class TrainConfig:
     One optimizer step accumulates `accum_steps` batches, normalised by their total number of
     target tokens. `clip_norm` = 0 disables gradient clipping. Intervals are in optimizer steps.
     Checkpoints are written every `save_every` steps, whenever a validation improves the best
-    validation NLL, at the end and on Ctrl-C; the last `keep_last` and the best are kept.
+    validation figure, at the end and on Ctrl-C; the last `keep_last` and the best are kept.
+    `val_bleu` = N > 0 also greedy-decodes N validation sentences at every validation and
+    scores their sacreBLEU (`val_bleu.py`); the best checkpoint is then the highest BLEU, else
+    the lowest validation NLL.
     `device` "auto" picks CUDA when present; `amp` "auto" uses bf16 autocast on CUDA only.
     `threads` > 0 sets torch's CPU thread count (0 keeps torch's default); small models on a
     busy machine often run faster with 1.
@@ -47,6 +50,7 @@ class TrainConfig:
     val_every: int = 500
     save_every: int = 500
     keep_last: int = 5
+    val_bleu: int = 0
     device: str = "auto"
     amp: str = "auto"
     threads: int = 0
@@ -58,8 +62,10 @@ class TrainConfig:
             _positive_int("train", name, getattr(self, name))
         for name in ("save_every", "keep_last"):
             _positive_int("train", name, getattr(self, name))
-        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 0:
-            raise ConfigError(f"train.threads must be an integer >= 0, got {self.threads!r}")
+        for name in ("val_bleu", "threads"):  # 0 = off / torch's default
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"train.{name} must be an integer >= 0, got {value!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"train.seed must be an integer, got {self.seed!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from transformer.config import ModelConfig
 from transformer.data import DataError, EncodedParallel, TokenBatcher
+from transformer.decoding.common import SpecialIds
 from transformer.training.config import RunConfig
+from transformer.training.val_bleu import BleuProbe
 
 
 @dataclass
@@ -28,6 +30,7 @@ class TrainData:
     train: TokenBatcher
     val: TokenBatcher | None
     tokenizer_path: Path | None = None
+    bleu_probe: BleuProbe | None = None  # validation BLEU sample (train.val_bleu > 0)
 
     def summary(self) -> dict[str, float | int]:
         """What the log records about the data: sizes, skipped pairs, epoch-0 padding."""
@@ -74,7 +77,17 @@ def copy_data(run: RunConfig) -> TrainData:
         d.copy_max_len,
         seed=run.train.seed,
     )
-    return TrainData(*_batchers(run, copy_encoded(train), copy_encoded(val)))
+    probe = None
+    if run.train.val_bleu and val:
+        from transformer.training.copy_task import BOS, EOS, PAD
+
+        def decode(ids: list[int]) -> str:
+            return " ".join(str(i) for i in ids if i not in (BOS, EOS, PAD))
+
+        refs = [" ".join(map(str, s)) for s in val]
+        probe = BleuProbe.sample([[*s, EOS] for s in val], refs, run.train.val_bleu, decode,
+                                 SpecialIds(bos=BOS, eos=EOS, pad=PAD))
+    return TrainData(*_batchers(run, copy_encoded(train), copy_encoded(val)), bleu_probe=probe)
 
 
 def copy_encoded(seqs: list[list[int]]) -> EncodedParallel:
@@ -117,7 +130,13 @@ def multi30k_data(run: RunConfig, run_dir: Path, progress: bool) -> tuple[TrainD
         val_corpus, bpe, tokenizer_file=tok_path, cache_dir=cache, max_len=limit, progress=progress
     )
     model = run.model.replace(src_vocab_size=bpe.vocab_size, tgt_vocab_size=bpe.vocab_size)
-    return TrainData(*_batchers(run, train, val), tokenizer_path=tok_path), model
+    probe = None
+    if run.train.val_bleu:
+        sources = [bpe.encode(line)[:limit] for line in val_corpus.src]
+        ids = SpecialIds(bos=bpe.bos_id, eos=bpe.eos_id, pad=bpe.pad_id)
+        probe = BleuProbe.sample(sources, list(val_corpus.tgt), run.train.val_bleu, bpe.decode, ids)
+    data = TrainData(*_batchers(run, train, val), tokenizer_path=tok_path, bleu_probe=probe)
+    return data, model
 
 
 def build_data(run: RunConfig, run_dir: str | Path, progress: bool = True):

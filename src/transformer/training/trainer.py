@@ -35,6 +35,7 @@ from transformer.training.logging import MetricsLog
 from transformer.training.loss import label_smoothed_cross_entropy
 from transformer.training.optim import build_adam, set_lr
 from transformer.training.schedule import noam_lr
+from transformer.training.val_bleu import probe_bleu
 
 
 class TrainingError(RuntimeError):
@@ -152,7 +153,7 @@ class Trainer:
         bf16 = run.train.amp == "bf16" or (run.train.amp == "auto" and self.device.type == "cuda")
         self.autocast = bf16
         self.step = self.epoch = self.batch_index = 0
-        self.best_val: float | None = None
+        self.best_val: float | None = None  # selection key of the best checkpoint (higher wins)
         self._batches = None  # iterator over training batches from (epoch, batch_index)
         self._tensorboard = tensorboard
         self._saved_step = -1
@@ -246,13 +247,13 @@ class Trainer:
             "batch_index": self.batch_index,
             "optimizer": self.optimizer.state_dict(),
             "rng": rng_state(),
-            "best_val": self.best_val,
+            "best_key": self.best_val,
         }
 
     def save(self, val: dict[str, float] | None = None) -> Path:
         is_best = self._improves(val)
         if is_best:
-            self.best_val = val["val_nll"]
+            self.best_val = _selection_key(val)
         self._saved_step = self.step
         return ckpt.save_checkpoint(
             self.run_dir,
@@ -260,8 +261,7 @@ class Trainer:
             self.model.state_dict(),
             self.state(),
             self.run.train.keep_last,
-            is_best=is_best,
-            val_loss=None if val is None else val["val_nll"],
+            best_info=_best_info(val) if is_best else None,
         )
 
     def restore(self) -> None:
@@ -275,7 +275,7 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.step, self.epoch = int(state["step"]), int(state["epoch"])
-            self.batch_index, self.best_val = int(state["batch_index"]), state["best_val"]
+            self.batch_index, self.best_val = int(state["batch_index"]), state.get("best_key")
             set_rng_state(state["rng"])
         except (KeyError, ValueError, TypeError) as err:
             raise ckpt.CheckpointError(f"{path / 'state.pt'}: incomplete state ({err})") from None
@@ -335,15 +335,18 @@ class Trainer:
         if self._saved_step != self.step:
             self.save(val)
         elif self._improves(val):
-            self.best_val = val["val_nll"]
+            self.best_val = _selection_key(val)
             ckpt.write_json(
-                self.run_dir / "checkpoints" / "best.json",
-                {"step": self.step, "val_loss": self.best_val},
+                self.run_dir / "checkpoints" / "best.json", {"step": self.step, **_best_info(val)}
             )
         log.write("event", self.step, message=f"training {status} at step {self.step}")
 
     def _validate_and_log(self, log: MetricsLog) -> dict[str, float] | None:
         val = self.validate()
+        probe = self.data.bleu_probe
+        if val is not None and probe is not None:
+            max_positions = self.run.model.max_len
+            val["val_bleu"] = probe_bleu(self.model, probe, max_positions, self.device)
         if val is not None:
             log.write("val", self.step, **val)
             self.last_val = {**val, "step": self.step}
@@ -368,4 +371,15 @@ class Trainer:
         return logged
 
     def _improves(self, val: dict[str, float] | None) -> bool:
-        return val is not None and (self.best_val is None or val["val_nll"] <= self.best_val)
+        return val is not None and (self.best_val is None or _selection_key(val) >= self.best_val)
+
+
+def _selection_key(val: dict[str, float]) -> float:
+    """Higher is better: validation BLEU when measured (train.val_bleu > 0), else -NLL."""
+    return val["val_bleu"] if "val_bleu" in val else -val["val_nll"]
+
+
+def _best_info(val: dict[str, float]) -> dict[str, float]:
+    """What best.json records besides the step."""
+    keys = ("val_loss", "val_nll", "val_bleu")
+    return {k: val[k] for k in keys if k in val}

@@ -1,0 +1,80 @@
+"""Validation BLEU during training: the sample, the score against sacreBLEU on one-at-a-time
+greedy outputs, and the trainer choosing the best checkpoint by it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from sacrebleu.metrics import BLEU
+
+from transformer.config import ModelConfig
+from transformer.decoding import SpecialIds, greedy_decode
+from transformer.models import Transformer
+from transformer.training import checkpoint as ckpt
+from transformer.training.config import RunConfig
+from transformer.training.logging import read_log
+from transformer.training.run import train
+from transformer.training.val_bleu import BleuProbe, probe_bleu
+
+from test_training_trainer import SMALL
+
+IDS = SpecialIds(bos=1, eos=2, pad=0)
+
+
+def _words(ids: list[int]) -> str:
+    return " ".join(f"w{i}" for i in ids if i > 2)
+
+
+def test_sample_is_evenly_spread_and_skips_empty_sources() -> None:
+    sources = [[5, i] for i in range(10)]
+    sources[4] = []
+    refs = [f"r{i}" for i in range(10)]
+    probe = BleuProbe.sample(sources, refs, 5, _words, IDS)
+    assert probe.references == ["r0", "r2", "r6", "r8"]  # 0, 2, 4 (empty), 6, 8
+    everything = BleuProbe.sample(sources, refs, 50, _words, IDS)
+    assert len(everything.sources) == 9
+    with pytest.raises(ValueError, match="references"):
+        BleuProbe.sample(sources, refs[:3], 2, _words, IDS)
+
+
+def test_probe_bleu_equals_sacrebleu_of_sentence_by_sentence_greedy_outputs() -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset("tiny", src_vocab_size=20, tgt_vocab_size=20, max_len=40)
+    model = Transformer(cfg).eval()
+    gen = torch.Generator().manual_seed(1)
+    sources = [torch.randint(3, 20, (int(n),), generator=gen).tolist()
+               for n in torch.randint(1, 9, (13,), generator=gen)]
+    # The probe's limits: source length + 50, capped at max_positions - 1 (room for <s>).
+    alone = [_words(greedy_decode(model, torch.tensor([s]), IDS, max_positions=13)[0].tokens)
+             for s in sources]
+    # References: half are the model's own outputs, half something else, so BLEU is in (0, 100).
+    refs = [out if i % 2 else "w3 w4 w5 w6" for i, out in enumerate(alone)]
+    probe = BleuProbe.sample(sources, refs, 13, _words, IDS)
+    got = probe_bleu(model, probe, max_positions=14, device=torch.device("cpu"),
+                     batch_sentences=4)
+    want = BLEU(tokenize="13a").corpus_score(alone, [refs]).score
+    assert got == pytest.approx(want, abs=1e-9)
+    assert 0.0 < got < 100.0
+
+
+def test_trainer_logs_val_bleu_and_keeps_the_best_by_it(tmp_path) -> None:
+    values = {**SMALL, "train": {**SMALL["train"], "val_bleu": 6, "max_steps": 12}}
+    run = RunConfig.from_dict(values)
+    train(run, tmp_path, tensorboard=False)
+    vals = [r for r in read_log(tmp_path) if r["kind"] == "val"]
+    assert [r["step"] for r in vals] == [4, 8, 12]
+    assert all(0.0 <= r["val_bleu"] <= 100.0 for r in vals)
+    best = json.loads((tmp_path / "checkpoints" / "best.json").read_text())
+    top = max(r["val_bleu"] for r in vals)
+    assert best["val_bleu"] == top
+    assert best["step"] == max(r["step"] for r in vals if r["val_bleu"] == top)
+    assert ckpt.best_step(tmp_path) == best["step"]
+
+
+def test_val_bleu_must_be_a_count() -> None:
+    from transformer.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.val_bleu"):
+        RunConfig.from_dict({**SMALL, "train": {**SMALL["train"], "val_bleu": -1}})
