@@ -9,6 +9,7 @@ import pytest
 import torch
 from sacrebleu.metrics import BLEU
 
+from test_training_trainer import SMALL
 from transformer.config import ModelConfig
 from transformer.decoding import SpecialIds, greedy_decode
 from transformer.models import Transformer
@@ -17,8 +18,6 @@ from transformer.training.config import RunConfig
 from transformer.training.logging import read_log
 from transformer.training.run import train
 from transformer.training.val_bleu import BleuProbe, probe_bleu
-
-from test_training_trainer import SMALL
 
 IDS = SpecialIds(bos=1, eos=2, pad=0)
 
@@ -76,5 +75,5 @@ def test_trainer_logs_val_bleu_and_keeps_the_best_by_it(tmp_path) -> None:
 def test_val_bleu_must_be_a_count() -> None:
     from transformer.config import ConfigError
 
-    with pytest.raises(ConfigError, match="train.val_bleu"):
+    with pytest.raises(ConfigError, match=r"train\.val_bleu"):
         RunConfig.from_dict({**SMALL, "train": {**SMALL["train"], "val_bleu": -1}})

@@ -181,9 +181,11 @@ def _time(runner: Callable, batches) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from transformer.cli import UserError
+    from transformer.runtime import tune_malloc
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    tune_malloc()  # as `translate` does; process-wide, so Hugging Face gets it too
     if min(args.sentences, args.slow_sentences, args.batch_size, args.repeats) < 1:
         raise UserError("--sentences, --slow-sentences, --batch-size and --repeats must be >= 1")
     hf = not args.no_hf

@@ -40,7 +40,7 @@ from transformer.decoding.common import (
     length_limits,
     length_penalty,
     min_lengths,
-    next_logprobs,
+    next_logits,
 )
 
 NEG_INF = float("-inf")
@@ -114,12 +114,8 @@ def beam_search(
     while sents.numel():
         step += 1
         n = sents.numel()
-        logp = next_logprobs(model, prefix, memory, src_pad_mask, cache, ids)  # (N*K, V)
-        vocab = logp.size(-1)
-        logp = block_eos(logp.view(n, k, vocab), ids.eos, step, mins[sents], max_min)  # (N,K,V)
-        cand = (scores.unsqueeze(-1) + logp).view(n, k * vocab)  # (N, K*V)
-        top, flat_idx = cand.topk(min(2 * k, k * vocab), dim=1)  # (N, 2K) sorted
-        beam, token = flat_idx // vocab, flat_idx % vocab  # (N, 2K)
+        top, beam, token = _best_candidates(model, prefix, memory, src_pad_mask, cache, ids,
+                                            scores, step, mins[sents], max_min)  # (N, 2K)
         is_eos = token.eq(ids.eos)
         _finish_eos(pools, sents, prefix, top, beam, token, is_eos, k, ids.eos, alpha)
         scores, pick = top.masked_fill(is_eos, NEG_INF).topk(k, dim=1)  # (N, K)
@@ -130,14 +126,35 @@ def beam_search(
         done = at_limit | _cannot_improve(pools, sents, scores, step, limits, alpha, exact)
         keep = (~done).nonzero().flatten()  # (N',) live sentences
         rows = src_row[keep].view(-1)  # (N'*K,) rows of the old cache feeding the new beams
-        if cache is not None and keep.numel():
-            cache.reorder(rows)
-        if bool(done.any()):
+        any_done = bool(done.any())
+        if cache is not None and keep.numel():  # cross K/V only change when sentences leave
+            cache.reorder(rows, cross=any_done)
+        if any_done:
             beams_kept = (keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
             prefix, memory = prefix[beams_kept], memory[beams_kept]
             src_pad_mask = src_pad_mask[beams_kept]
             scores, sents = scores[keep], sents[keep]
     return [pool.hyps for pool in pools]
+
+
+def _best_candidates(model, prefix, memory, src_pad_mask, cache, ids, scores, step, mins,
+                     max_min):
+    """The 2K best (beam, token) expansions of each sentence: (logprob (N, 2K) sorted, beam
+    (N, 2K), token (N, 2K)). scores (N, K) are the live beams' log-probabilities.
+
+    A sentence's 2K best candidates over all K·V expansions lie among each beam's 2K best
+    tokens (log p = logit - log Z keeps a row's order), so only (N, K, 2K) scores are formed.
+    """
+    n, k = scores.shape
+    logits, log_z = next_logits(model, prefix, memory, src_pad_mask, cache, ids)  # (N*K, V)
+    vocab = logits.size(-1)
+    block_eos(logits.view(n, k, vocab), ids.eos, step, mins, max_min)
+    row_top, row_token = logits.topk(min(2 * k, vocab), dim=-1)  # (N*K, W) each
+    width = row_top.size(-1)
+    cand = scores.unsqueeze(-1) + (row_top - log_z.unsqueeze(-1)).view(n, k, width)  # (N,K,W)
+    top, flat = cand.view(n, k * width).topk(min(2 * k, k * width), dim=1)  # (N, 2K) sorted
+    token = row_token.view(n, k * width).gather(1, flat)
+    return top, flat // width, token
 
 
 def _finish_eos(

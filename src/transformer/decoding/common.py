@@ -23,8 +23,10 @@ class Cache(Protocol):
 
     length: int
 
-    def reorder(self, index: Tensor) -> None:
-        """Keep/reorder batch rows: index (N',) int64 into the current N rows."""
+    def reorder(self, index: Tensor, cross: bool = True) -> None:
+        """Keep/reorder batch rows: index (N',) int64 into the current N rows. `cross=False`
+        may leave per-source state (cross-attention keys/values) as it is: beam search says so
+        when every row moves within its own sentence's beams, whose sources are equal."""
 
 
 class Seq2SeqDecoder(Protocol):
@@ -135,7 +137,7 @@ def check_offset(max_len_offset: int) -> None:
         raise ValueError(f"max_len_offset must be an integer >= 0, got {max_len_offset!r}")
 
 
-def next_logprobs(
+def next_logits(
     model: Seq2SeqDecoder,
     prefix: Tensor,
     memory: Tensor,
@@ -143,25 +145,29 @@ def next_logprobs(
     cache: Cache | None,
     ids: SpecialIds,
     normalize: bool = True,
-) -> Tensor:
-    """Log-probabilities of the next token after each row of `prefix`: (N, V) float32
-    (with `normalize=False` the raw logits instead: same argmax, no log-softmax pass).
+) -> tuple[Tensor, Tensor | None]:
+    """Scores of the next token after each row of `prefix`: (logits (N, V) float32, log Z (N,)).
+
+    log Z = logsumexp of the row's logits, so log p(k) = logits[k] - log Z: the decoders take
+    their argmax or top-k on the raw logits and subtract log Z from the few they keep, instead
+    of writing a log-softmax over the whole vocabulary every step. With `normalize=False` log Z
+    is None (greedy argmax needs none). <pad> and <s> (unless it is also </s>) can never be
+    generated: their logits become -inf after log Z is taken, so every other token keeps the
+    model's own log-probability.
 
     prefix (N, t) int64 starts with <s>. Without a cache the whole prefix is recomputed; with
-    one only the positions not yet cached (prefix[:, cache.length:]) are fed. <pad> and <s>
-    (unless it is also </s>) can never be generated: their log-probabilities become -inf
-    after normalisation, so every other token keeps the model's own log-probability.
+    one only the positions not yet cached (prefix[:, cache.length:]) are fed.
     """
     if cache is None:
         logits = model.decode(prefix, memory, src_pad_mask)  # (N, t, V)
     else:
         logits = model.decode(prefix[:, cache.length :], memory, src_pad_mask, cache=cache)
-    logp = logits[:, -1].float()  # (N, V)
-    logp = logp.log_softmax(dim=-1) if normalize else logp
-    logp[:, ids.pad] = float("-inf")
+    logits = logits[:, -1].float()  # (N, V)
+    log_z = torch.logsumexp(logits, dim=-1) if normalize else None  # (N,)
+    logits[:, ids.pad] = float("-inf")
     if ids.bos != ids.eos:
-        logp[:, ids.bos] = float("-inf")
-    return logp
+        logits[:, ids.bos] = float("-inf")
+    return logits, log_z
 
 
 def block_eos(logprobs: Tensor, eos_id: int, step: int, mins: Tensor, max_min: int) -> Tensor:

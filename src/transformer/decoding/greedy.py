@@ -24,7 +24,7 @@ from transformer.decoding.common import (
     default_cache_factory,
     length_limits,
     min_lengths,
-    next_logprobs,
+    next_logits,
 )
 
 
@@ -66,11 +66,12 @@ def greedy_decode(
     step = 0
     while rows.numel():
         step += 1
-        logp = next_logprobs(model, prefix, memory, src_pad_mask, cache, ids,
-                             normalize=with_scores)  # (N, V)
-        block_eos(logp, ids.eos, step, mins[rows], max_min)
-        best, token = logp.max(dim=-1)  # (N,), (N,)
-        logprob = logprob + best
+        logits, log_z = next_logits(model, prefix, memory, src_pad_mask, cache, ids,
+                                    normalize=with_scores)  # (N, V), (N,) | None
+        block_eos(logits, ids.eos, step, mins[rows], max_min)
+        best, token = logits.max(dim=-1)  # (N,), (N,)
+        if log_z is not None:
+            logprob = logprob + (best - log_z)  # log p(token)
         prefix = torch.cat([prefix, token.unsqueeze(1)], dim=1)  # (N, t + 1)
         done = token.eq(ids.eos) | limits[rows].le(step)  # (N,)
         if not bool(done.any()):

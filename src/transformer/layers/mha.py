@@ -42,9 +42,9 @@ class LayerCache:
         self.k, self.v = k, v
         return k, v
 
-    def reorder(self, index: torch.Tensor) -> None:
-        """Keep/reorder batch rows: index (B',) int64."""
-        for name in ("k", "v", "cross_k", "cross_v"):
+    def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
+        """Keep/reorder batch rows: index (B',) int64; `cross=False` leaves cross_k/v alone."""
+        for name in ("k", "v", "cross_k", "cross_v") if cross else ("k", "v"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.index_select(0, index))

@@ -38,16 +38,18 @@ class KVCache:
         """Record that the model appended `n_new` positions (called by the model)."""
         self._length += n_new
 
-    def reorder(self, index: torch.Tensor) -> None:
+    def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
         """Keep/reorder batch rows of every cached tensor: index (B',) int64 into the batch.
-        Callers reorder `memory` and `src_pad_mask` themselves."""
+        `cross=False` keeps the cross-attention keys/values as they are (valid when each new
+        row comes from a row with the same source, as beams within a sentence; a copy saved
+        every beam-search step). Callers reorder `memory` and `src_pad_mask` themselves."""
         if index.dtype != torch.int64 or index.dim() != 1:
             raise ValueError(
                 f"reorder expects a 1-D int64 index, got {index.dtype} "
                 f"of shape {tuple(index.shape)}"
             )
         for layer in self.layers:
-            layer.reorder(index)
+            layer.reorder(index, cross)
 
     def __repr__(self) -> str:
         return f"KVCache(length={self._length}, layers={len(self.layers)})"
