@@ -1,5 +1,5 @@
-"""Validation BLEU during training: the sample, the score against sacreBLEU on one-at-a-time
-greedy outputs, and the trainer choosing the best checkpoint by it."""
+"""Validation BLEU during training (the sample, the score against sacreBLEU on one-at-a-time
+greedy outputs, the trainer choosing the best checkpoint by it) and the time budget."""
 
 from __future__ import annotations
 
@@ -77,3 +77,18 @@ def test_val_bleu_must_be_a_count() -> None:
 
     with pytest.raises(ConfigError, match=r"train\.val_bleu"):
         RunConfig.from_dict({**SMALL, "train": {**SMALL["train"], "val_bleu": -1}})
+
+
+def test_max_minutes_stops_validates_and_saves(tmp_path, monkeypatch) -> None:
+    """A fake clock advancing 1 s per reading: the 3-second budget ends the run early, with
+    the final validation and checkpoint that max_steps would give."""
+    from transformer.training import trainer as trainer_module
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(trainer_module.time, "monotonic", lambda: float(next(ticks)))
+    values = {**SMALL, "train": {**SMALL["train"], "max_minutes": 0.05, "max_steps": 1000}}
+    result = train(RunConfig.from_dict(values), tmp_path, tensorboard=False)
+    assert result.status == "time limit"
+    assert 1 <= result.step < 1000
+    assert result.val is not None and result.val["step"] == result.step
+    assert ckpt.step_dirs(tmp_path)[-1][0] == result.step

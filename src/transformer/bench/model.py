@@ -1,12 +1,13 @@
 """`transformer bench model`: a full training step of our Transformer vs `nn.Transformer`.
 
 Both models get the same token embeddings, positions and tied output layer (ours), the same
-config, the same padded batches and the same loss (cross-entropy, label smoothing 0.1, padding
-ignored) and Adam; the steps alternate ours/reference so load drifts hit both alike. Reported:
-real (non-pad) target tokens/s (median step time of the repeats), the ratio ours/reference,
-and model FLOP utilisation: analytic training FLOPs (3 x forward matmul FLOPs over the padded
-shapes: projections, FFN, attention scores and sums, output layer) per second, divided by a
-float32 matrix-multiply ceiling measured in the same run (best of a few square `torch.mm`).
+config, the same padded batches, the same loss (the trainer's label-smoothed cross-entropy,
+`training.loss`, ε 0.1, padding ignored, mean over target tokens) and Adam; the steps
+alternate ours/reference so load drifts hit both alike. Reported: real (non-pad) target
+tokens/s (median step time of the repeats), the ratio ours/reference, and model FLOP
+utilisation: analytic training FLOPs (3 x forward matmul FLOPs over the padded shapes:
+projections, FFN, attention scores and sums, output layer) per second, divided by a float32
+matrix-multiply ceiling measured in the same run (best of a few square `torch.mm`).
 
 `--params` prints the paper's Table 3 parameter counts instead (37,000 shared vocabulary).
 """
@@ -25,6 +26,7 @@ from torch import nn
 from transformer.config import ModelConfig
 from transformer.models import Transformer, count_parameters, parameter_count
 from transformer.runtime import tune_malloc
+from transformer.training.loss import label_smoothed_cross_entropy
 
 # Benchmark sizes: (config overrides of "base", pairs per batch, min length, max length).
 SIZES = {
@@ -214,13 +216,8 @@ def train_step(model, optimizer, batch, cfg: ModelConfig, clock=time.perf_counte
     src, tgt_in, tgt_out = batch
     start = clock()
     logits = model(src, tgt_in)  # (B, T, V)
-    loss = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]),
-        tgt_out.reshape(-1),
-        ignore_index=cfg.pad_id,
-        label_smoothing=cfg.label_smoothing,
-    )
-    loss.backward()
+    sums = label_smoothed_cross_entropy(logits, tgt_out, cfg.label_smoothing, cfg.pad_id)
+    (sums.loss / sums.n_tokens).backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return clock() - start

@@ -34,12 +34,15 @@ class TrainConfig:
     scores their sacreBLEU (`val_bleu.py`); the best checkpoint is then the highest BLEU, else
     the lowest validation NLL.
     `device` "auto" picks CUDA when present; `amp` "auto" uses bf16 autocast on CUDA only.
+    `max_minutes` > 0 also stops (validating and saving, as at max_steps) once this much wall
+    time has gone into the training loop of this invocation (data preparation not counted).
     `threads` > 0 sets torch's CPU thread count (0 keeps torch's default); small models on a
     busy machine often run faster with 1.
     """
 
     seed: int = 0
     max_steps: int = 1000
+    max_minutes: float = 0.0
     warmup: int = 4000
     lr_scale: float = 1.0
     betas: tuple[float, float] = (0.9, 0.98)
@@ -72,6 +75,10 @@ class TrainConfig:
             raise ConfigError(f"train.betas must be two numbers in [0, 1), got {self.betas!r}")
         for name in ("lr_scale", "eps"):
             _positive_float("train", name, getattr(self, name))
+        if not isinstance(self.max_minutes, int | float) or not self.max_minutes >= 0:
+            raise ConfigError(
+                f"train.max_minutes must be >= 0 (0 = no limit), got {self.max_minutes!r}"
+            )
         if not isinstance(self.clip_norm, int | float) or self.clip_norm < 0:
             raise ConfigError(f"train.clip_norm must be >= 0 (0 = off), got {self.clip_norm!r}")
         _choice("train", "amp", self.amp, ("auto", "bf16", "off"))

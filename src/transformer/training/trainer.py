@@ -45,7 +45,7 @@ class TrainingError(RuntimeError):
 @dataclass
 class TrainResult:
     step: int
-    status: str  # "finished" or "interrupted"
+    status: str  # "finished", "time limit" (train.max_minutes) or "interrupted"
     val: dict[str, float] | None
     run_dir: Path
 
@@ -284,7 +284,8 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(self) -> TrainResult:
-        """Train until train.max_steps (or Ctrl-C); returns the final step and status."""
+        """Train until train.max_steps, train.max_minutes or Ctrl-C; returns the final step
+        and status."""
         t = self.run.train
         if self.resume:
             self.restore()
@@ -303,9 +304,13 @@ class Trainer:
             if not self.resume:
                 log.write("data", 0, **self.data.summary())
             meter = _Meter()
+            deadline = time.monotonic() + 60.0 * t.max_minutes if t.max_minutes else math.inf
             while self.step < t.max_steps:
                 if flag.stop:
                     status = "interrupted"
+                    break
+                if time.monotonic() >= deadline:
+                    status = "time limit"
                     break
                 try:
                     stats = self.train_step()
@@ -329,9 +334,10 @@ class Trainer:
     def _finish(self, status: str, log: MetricsLog) -> None:
         """Final validation (unless it just ran) and checkpoint (unless just saved)."""
         validated = self.last_val is not None and self.last_val.get("step") == self.step
-        if status == "finished" and not validated:
+        completed = status != "interrupted"
+        if completed and not validated:
             self._validate_and_log(log)
-        val = self.last_val if status == "finished" else None
+        val = self.last_val if completed else None
         if self._saved_step != self.step:
             self.save(val)
         elif self._improves(val):
