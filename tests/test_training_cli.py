@@ -103,3 +103,5 @@ def test_demo_refuses_an_existing_run(tmp_path, capsys) -> None:
     assert main(["train", "configs/copy-task.toml", "--out", str(out), *TINY]) == 0
     assert main(["demo", "--out", str(out)]) == 2
     assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "configs/copy-task.toml", "--out", str(out), *TINY]) == 2
+    assert "already holds a run" in capsys.readouterr().err

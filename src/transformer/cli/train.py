@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from transformer.training.checkpoint import CheckpointError
     from transformer.training.config import RunConfig
     from transformer.training.run import train
-    from transformer.training.trainer import TrainingError
+    from transformer.training.trainer import RunDirError, TrainingError
 
     try:
         config = RunConfig.from_toml(args.config, args.set)
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     try:
         result = train(config, args.out, resume=args.resume)
-    except (ConfigError, DataError, CheckpointError, TokenizerError) as err:
+    except (ConfigError, DataError, CheckpointError, TokenizerError, RunDirError) as err:
         raise UserError(str(err)) from None
     except TrainingError as err:
         print(f"transformer train: stopped: {err}", file=sys.stderr)

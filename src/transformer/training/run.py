@@ -15,7 +15,7 @@ import torch
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig
 from transformer.training.data import build_data
-from transformer.training.trainer import Trainer, TrainingError, TrainResult
+from transformer.training.trainer import RunDirError, Trainer, TrainResult
 
 log = logging.getLogger("transformer.training")
 
@@ -25,16 +25,16 @@ def prepare_run_dir(run: RunConfig, run_dir: Path, resume: bool) -> None:
     has_ckpt = bool(ckpt.step_dirs(run_dir))
     if resume:
         if not has_ckpt:
-            raise TrainingError(f"{run_dir}: no checkpoint to resume from (start without --resume)")
+            raise RunDirError(f"{run_dir}: no checkpoint to resume from (start without --resume)")
         saved = RunConfig.from_toml(run_dir / "config.toml")
         if saved.data != run.data:
-            raise TrainingError(
+            raise RunDirError(
                 f"{run_dir}: the [data] config differs from the saved "
                 f"config.toml; resume with the same data"
             )
         return
     if has_ckpt:
-        raise TrainingError(
+        raise RunDirError(
             f"{run_dir} already holds a run (checkpoints/); use --resume to continue it "
             "or choose another --out"
         )
@@ -54,7 +54,7 @@ def train(
     if resume:
         saved = RunConfig.from_toml(run_dir / "config.toml")
         if saved.model != run.model:
-            raise TrainingError(
+            raise RunDirError(
                 f"{run_dir}: the [model] config differs from the saved "
                 "config.toml; a checkpoint only loads into the same model"
             )

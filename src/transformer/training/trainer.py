@@ -42,6 +42,10 @@ class TrainingError(RuntimeError):
     """The run cannot go on (diverged, or the run directory does not fit the request)."""
 
 
+class RunDirError(TrainingError):
+    """The run directory does not fit the request (a usage error: nothing was started)."""
+
+
 @dataclass
 class TrainResult:
     step: int
