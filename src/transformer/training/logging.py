@@ -1,7 +1,8 @@
 """Training metrics: one JSON object per line in RUN_DIR/log.jsonl, and TensorBoard scalars
 in RUN_DIR/tb (`tensorboard --logdir RUN_DIR/tb`).
 
-Each record has `kind` ("data", "train", "val" or "event"), `step`, and its scalars, e.g.
+Each record has `kind` ("data", "train", "val" or "event"), `step`, `time` (wall clock, Unix
+seconds, for durations) and its scalars, e.g.
 {"kind": "train", "step": 100, "loss": 2.31, "ppl": 9.1, "lr": 0.0007, "tokens_per_s": 5100.0,
  "padding": 0.12, ...}; the "data" record (step 0) gives the corpus size, the pairs
 skipped (empty / over the word limit / over the token limit) and epoch 0's padding
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ class MetricsLog:
     def write(self, kind: str, step: int, **scalars: Any) -> None:
         """Record one line; numeric scalars also go to TensorBoard as `kind/name`."""
         record = {"kind": kind, "step": step, **{k: _clean(v) for k, v in scalars.items()}}
+        record["time"] = round(time.time(), 3)  # wall clock (Unix seconds): durations, not TB
         self._fh.write(json.dumps(record) + "\n")
         self._fh.flush()
         if self._tb is not None:
