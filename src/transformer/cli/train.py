@@ -52,5 +52,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     val = result.val
     summary = f"; val loss {val['val_loss']:.4f}, ppl {val['val_ppl']:.3f}" if val else ""
+    if val and "val_bleu" in val:
+        summary += f", greedy BLEU {val['val_bleu']:.2f}"
     print(f"training {result.status} at step {result.step}{summary}; run directory {args.out}")
     return 130 if result.status == "interrupted" else 0
