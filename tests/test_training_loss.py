@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from transformer.training.loss import label_smoothed_cross_entropy
 from transformer.training.optim import build_adam
-from transformer.training.schedule import noam_lr, noam_peak
+from transformer.training.schedule import linear_lr, noam_lr, noam_peak
 
 
 def _reference(logits: torch.Tensor, target: torch.Tensor, eps: float, pad: int) -> float:
@@ -149,6 +149,19 @@ def test_noam_shape_linear_then_inverse_sqrt() -> None:
     assert noam_lr(10, d, w, scale=3.0) == pytest.approx(3 * noam_lr(10, d, w))
     with pytest.raises(ValueError, match="from 1"):
         noam_lr(0, d, w)
+
+
+def test_linear_schedule_warms_up_like_noam_then_falls_to_zero() -> None:
+    d, w, total = 256, 100, 1100
+    for step in (1, 50, 100):
+        assert linear_lr(step, d, w, total, 0.6) == noam_lr(step, d, w, 0.6)
+    peak = 0.6 / math.sqrt(d * w)
+    assert linear_lr(600, d, w, total, 0.6) == pytest.approx(peak / 2)  # halfway down
+    assert linear_lr(1000, d, w, total, 0.6) == pytest.approx(peak * 0.1)
+    assert linear_lr(total, d, w, total, 0.6) == 0.0
+    assert linear_lr(total + 5, d, w, total, 0.6) == 0.0
+    with pytest.raises(ValueError, match="total steps > warmup"):
+        linear_lr(5, d, 100, 100)
 
 
 def test_adam_has_paper_hyperparameters_and_tied_weights_once() -> None:

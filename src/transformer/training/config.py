@@ -26,6 +26,7 @@ class TrainConfig:
     """The optimisation recipe (Vaswani et al., 2017, Section 5.3) and the loop's bookkeeping.
 
     lr = lr_scale · d_model^-0.5 · min(step^-0.5, step · warmup^-1.5); Adam(betas, eps).
+    `schedule = "linear"` keeps that warm-up and peak, then decays linearly to 0 at max_steps.
     One optimizer step accumulates `accum_steps` batches, normalised by their total number of
     target tokens. `clip_norm` = 0 disables gradient clipping. Intervals are in optimizer steps.
     Checkpoints are written every `save_every` steps, whenever a validation improves the best
@@ -45,6 +46,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     warmup: int = 4000
     lr_scale: float = 1.0
+    schedule: str = "noam"
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-9
     accum_steps: int = 1
@@ -82,6 +84,12 @@ class TrainConfig:
         if not isinstance(self.clip_norm, int | float) or self.clip_norm < 0:
             raise ConfigError(f"train.clip_norm must be >= 0 (0 = off), got {self.clip_norm!r}")
         _choice("train", "amp", self.amp, ("auto", "bf16", "off"))
+        _choice("train", "schedule", self.schedule, ("noam", "linear"))
+        if self.schedule == "linear" and self.max_steps <= self.warmup:
+            raise ConfigError(
+                f"train.schedule 'linear' decays to 0 at train.max_steps ({self.max_steps}), "
+                f"which must exceed train.warmup ({self.warmup})"
+            )
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 

@@ -6,6 +6,10 @@ It rises linearly for the first `warmup` steps and then decays with the inverse 
 of the step; the two branches meet at step = warmup, where the rate peaks at
 scale · (d_model · warmup)^-0.5. Steps count from 1 (the first optimizer update uses step 1,
 so its rate is scale · d_model^-0.5 · warmup^-1.5, never 0).
+
+`linear_lr` is the alternative for a fixed budget of `total` steps: the same warm-up to the
+same peak, then a straight line down to 0 at step `total` (an annealed end instead of the
+inverse square root's long tail; `train.schedule = "linear"`).
 """
 
 from __future__ import annotations
@@ -25,3 +29,12 @@ def noam_lr(step: int, d_model: int, warmup: int, scale: float = 1.0) -> float:
 def noam_peak(d_model: int, warmup: int, scale: float = 1.0) -> float:
     """The highest rate of the schedule, reached at step = warmup."""
     return scale / math.sqrt(d_model * warmup)
+
+
+def linear_lr(step: int, d_model: int, warmup: int, total: int, scale: float = 1.0) -> float:
+    """Noam's warm-up to `noam_peak`, then linear decay to 0 at step `total` (1-based)."""
+    if total <= warmup:
+        raise ValueError(f"the linear schedule needs total steps > warmup, got {total} <= {warmup}")
+    if step <= warmup:
+        return noam_lr(step, d_model, warmup, scale)
+    return noam_peak(d_model, warmup, scale) * max(total - step, 0) / (total - warmup)

@@ -34,7 +34,7 @@ from transformer.training.data import TrainData
 from transformer.training.logging import MetricsLog
 from transformer.training.loss import label_smoothed_cross_entropy
 from transformer.training.optim import build_adam, set_lr
-from transformer.training.schedule import noam_lr
+from transformer.training.schedule import linear_lr, noam_lr
 from transformer.training.val_bleu import probe_bleu
 
 
@@ -216,8 +216,10 @@ class Trainer:
         return float(loss_total), float(nll_total)
 
     def lr(self, step: int) -> float:
-        t = self.run.train
-        return noam_lr(step, self.run.model.d_model, t.warmup, t.lr_scale)
+        t, d = self.run.train, self.run.model.d_model
+        if t.schedule == "linear":
+            return linear_lr(step, d, t.warmup, t.max_steps, t.lr_scale)
+        return noam_lr(step, d, t.warmup, t.lr_scale)
 
     def _diverged_message(self, value: float) -> str:
         last = ckpt.step_dirs(self.run_dir)

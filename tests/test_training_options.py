@@ -1,5 +1,6 @@
-"""Validation BLEU during training (the sample, the score against sacreBLEU on one-at-a-time
-greedy outputs, the trainer choosing the best checkpoint by it) and the time budget."""
+"""Trainer options for the translation recipe: validation BLEU (the sample, its score against
+sacreBLEU of one-at-a-time greedy outputs, best checkpoint by it), the time budget and the
+linear schedule."""
 
 from __future__ import annotations
 
@@ -92,3 +93,31 @@ def test_max_minutes_stops_validates_and_saves(tmp_path, monkeypatch) -> None:
     assert 1 <= result.step < 1000
     assert result.val is not None and result.val["step"] == result.step
     assert ckpt.step_dirs(tmp_path)[-1][0] == result.step
+
+
+def test_linear_schedule_in_the_trainer(tmp_path) -> None:
+    """The logged rates follow linear_lr (warm-up, then down to 0 at max_steps)."""
+    from transformer.training.schedule import linear_lr
+
+    values = {**SMALL, "train": {**SMALL["train"], "schedule": "linear", "max_steps": 12}}
+    run = RunConfig.from_dict(values)
+    train(run, tmp_path, tensorboard=False)
+    logged = {r["step"]: r["lr"] for r in read_log(tmp_path) if r["kind"] == "train"}
+    d, t = run.model.d_model, run.train
+    assert logged == pytest.approx(
+        {s: linear_lr(s, d, t.warmup, t.max_steps, t.lr_scale) for s in logged}
+    )
+    assert logged[12] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("train_values", "message"),
+    [({"schedule": "cosine"}, "train.schedule"),
+     ({"schedule": "linear", "max_steps": 4, "warmup": 4}, "must exceed train.warmup"),
+     ({"max_minutes": -1}, "train.max_minutes")],
+)
+def test_schedule_and_budget_errors_name_the_field(train_values, message) -> None:
+    from transformer.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        RunConfig.from_dict({**SMALL, "train": {**SMALL["train"], **train_values}})
