@@ -3,17 +3,20 @@
 - `embedding`: `TokenEmbedding` (×√d_model), `PositionalEncoding` (sinusoid or learned),
   `sinusoidal_encoding` (the closed form).
 - `mha`: `SelfAttention` (fused QKV), `CrossAttention`, `LayerCache` (incremental decoding).
+- `dropout`: `Dropout` / `dropout`, inverted dropout with a cheaper CPU mask.
 - `blocks`: `FeedForward`, `EncoderLayer`, `DecoderLayer`, `LectureLayerNorm` (the slide's
   code, as a reference).
 """
 
 from transformer.layers.blocks import DecoderLayer, EncoderLayer, FeedForward, LectureLayerNorm
+from transformer.layers.dropout import Dropout, dropout
 from transformer.layers.embedding import PositionalEncoding, TokenEmbedding, sinusoidal_encoding
 from transformer.layers.mha import CrossAttention, LayerCache, SelfAttention
 
 __all__ = [
     "CrossAttention",
     "DecoderLayer",
+    "Dropout",
     "EncoderLayer",
     "FeedForward",
     "LayerCache",
@@ -21,5 +24,6 @@ __all__ = [
     "PositionalEncoding",
     "SelfAttention",
     "TokenEmbedding",
+    "dropout",
     "sinusoidal_encoding",
 ]

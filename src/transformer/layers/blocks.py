@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transformer.config import ModelConfig
+from transformer.layers.dropout import Dropout
 from transformer.layers.mha import (
     CrossAttention,
     LayerCache,
@@ -69,7 +70,7 @@ class _Residual(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.norm_first = cfg.norm_first
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def _residual(self, x, norm: nn.LayerNorm, sublayer):
         """Apply one sub-layer with its residual connection; sublayer returns (y, extra)."""

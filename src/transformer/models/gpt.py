@@ -19,6 +19,7 @@ from torch import nn
 
 from transformer.config import ModelConfig
 from transformer.layers import DecoderLayer, PositionalEncoding, TokenEmbedding
+from transformer.layers.dropout import Dropout
 from transformer.layers.mha import init_linear_
 from transformer.models.cache import KVCache
 from transformer.models.transformer import check_ids
@@ -33,7 +34,7 @@ class GPT(nn.Module):
         d = cfg.d_model
         self.embed = TokenEmbedding(cfg.tgt_vocab_size, d)
         self.pos = PositionalEncoding(cfg.positional, cfg.max_len, d)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
             DecoderLayer(cfg, cross=False) for _ in range(cfg.n_decoder_layers)
         )

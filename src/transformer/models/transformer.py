@@ -27,6 +27,7 @@ from torch import nn
 
 from transformer.config import ModelConfig
 from transformer.layers import DecoderLayer, EncoderLayer, PositionalEncoding, TokenEmbedding
+from transformer.layers.dropout import Dropout
 from transformer.layers.mha import init_linear_
 from transformer.models.cache import KVCache
 
@@ -76,7 +77,7 @@ class Transformer(nn.Module):
             if cfg.positional == "sinusoidal"
             else PositionalEncoding(cfg.positional, cfg.max_len, d)
         )
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_encoder_layers))
         self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_decoder_layers))
         # Pre-norm leaves each stack's output un-normalised: one final LayerNorm per stack.

@@ -21,7 +21,7 @@ def _describe(module: nn.Module) -> str:
         return f"PositionalEncoding({module.kind}, max_len {module.max_len})"
     if type(module).__name__ == "TokenEmbedding":
         return f"TokenEmbedding({module.weight.shape[0]} × {module.weight.shape[1]}, ×√d_model)"
-    if isinstance(module, nn.Dropout):
+    if isinstance(module, nn.Dropout) or type(module).__name__ == "Dropout":
         return f"Dropout(p={module.p})"
     return type(module).__name__
 
