@@ -1,0 +1,118 @@
+"""Micro-benchmarks behind docs/benchmarks.md's "Second machine" section (not part of the CLI).
+
+    python scripts/micro_bench.py step [--threads 2] [--tokens 2048] [--bf16] [--no-malloc]
+    python scripts/micro_bench.py loss      # our closed-form-gradient loss vs autograd
+    python scripts/micro_bench.py dropout   # our Dropout vs F.dropout, forward + backward
+
+`step` times one training step (forward, backward, Adam) of the Multi30k-sized model (d_model
+256, 4 heads, 3+3 layers, d_ff 1024, vocabulary 8,188, shared embeddings, dropout 0.1) on
+random batches of `tokens` target tokens (rows of 16), median of 8 after 3 warm-up steps. It
+only uses the public API, so it also runs against an older checkout of the package:
+`PYTHONPATH=/path/to/old/src python scripts/micro_bench.py step` (old and new alternately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def _median_ms(fn, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def step(args) -> None:
+    from transformer.config import ModelConfig
+    from transformer.models import Transformer
+    from transformer.training.loss import label_smoothed_cross_entropy
+    from transformer.training.optim import build_adam
+
+    if not args.no_malloc:
+        try:
+            from transformer.runtime import tune_malloc
+        except ImportError:  # older checkouts kept it in the model benchmark
+            from transformer.bench.model import tune_malloc
+        tune_malloc()
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset("base", d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=3,
+                             n_decoder_layers=3, dropout=0.1, src_vocab_size=8188,
+                             tgt_vocab_size=8188, share_embeddings=True)
+    model, rows = Transformer(cfg).train(), args.tokens // 16
+    opt = build_adam(model)
+    src, tgt = torch.randint(4, 8188, (rows, 16)), torch.randint(4, 8188, (rows, 17))
+
+    def one_step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            logits = model(src, tgt[:, :-1])  # (B, T, V)
+        sums = label_smoothed_cross_entropy(logits, tgt[:, 1:], 0.1, 0)
+        (sums.loss / sums.n_tokens).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    ms = _median_ms(one_step, 8, 3)
+    print(f"step: {rows * 16} target tokens, {ms:.0f} ms, {rows * 16 / ms * 1e3:.0f} tokens/s "
+          f"(threads {torch.get_num_threads()}, bf16 {args.bf16}, malloc {not args.no_malloc})")
+
+
+def loss(args) -> None:
+    from transformer.training.loss import label_smoothed_cross_entropy
+
+    def autograd_sums(logits, target, eps, pad):  # the same loss through autograd
+        V = logits.size(-1)
+        logp = torch.log_softmax(logits, -1)
+        nll = -logp.gather(1, target.unsqueeze(1)).squeeze(1)
+        smooth = -(logp.sum(1) - logp[:, pad]) / (V - 1)
+        return (((1 - eps) * nll + eps * smooth) * target.ne(pad)).sum()
+
+    x = torch.randn(2048, 8188, requires_grad=True)
+    y = torch.randint(0, 8188, (2048,))
+
+    def ours():
+        label_smoothed_cross_entropy(x, y, 0.1, 0).loss.backward()
+        x.grad = None
+
+    def reference():
+        autograd_sums(x, y, 0.1, 0).backward()
+        x.grad = None
+
+    a, b = _median_ms(ours, 15, 3), _median_ms(reference, 15, 3)
+    print(f"loss forward + backward (2048 x 8188): ours {a:.1f} ms, autograd {b:.1f} ms, "
+          f"{b / a:.2f}x")
+
+
+def dropout(args) -> None:
+    from transformer.layers.dropout import dropout as our_dropout
+
+    x = torch.randn(128, 16, 256, requires_grad=True)
+    g = torch.randn(128, 16, 256)
+    a = _median_ms(lambda: our_dropout(x, 0.1).backward(g), 100, 10)
+    b = _median_ms(lambda: F.dropout(x, 0.1, True).backward(g), 100, 10)
+    print(f"dropout forward + backward (128, 16, 256), p 0.1: ours {a:.2f} ms, "
+          f"F.dropout {b:.2f} ms, {b / a:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["step", "loss", "dropout"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tokens", type=int, default=2048)
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--no-malloc", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    {"step": step, "loss": loss, "dropout": dropout}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
