@@ -173,3 +173,12 @@ def test_adam_has_paper_hyperparameters_and_tied_weights_once() -> None:
     group = opt.param_groups[0]
     assert group["betas"] == (0.9, 0.98) and group["eps"] == 1e-9
     assert len(group["params"]) == 1
+
+
+def test_second_backward_through_the_loss_is_refused() -> None:
+    """The gradient reuses the saved log-probabilities, so a retained graph cannot run twice."""
+    logits = torch.randn(3, 5, requires_grad=True)
+    loss = label_smoothed_cross_entropy(logits, torch.tensor([1, 2, 3]), 0.1, pad_id=0).loss
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="twice"):
+        loss.backward()

@@ -55,18 +55,24 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         else:
             smooth = -(logp.sum(dim=1) - logp[:, pad_id]) / (V - 1)  # -(1/(V-1)) Σ_{k≠pad}
         ctx.save_for_backward(logp, target, keep)
-        ctx.epsilon, ctx.pad_id, ctx.dtype = epsilon, pad_id, logits.dtype
+        ctx.epsilon, ctx.pad_id, ctx.dtype, ctx.consumed = epsilon, pad_id, logits.dtype, False
         return (1.0 - epsilon) * nll + epsilon * smooth, nll
 
     @staticmethod
     def backward(ctx, g_loss, g_nll):  # (N,) each, either may be None
+        if ctx.consumed:
+            raise RuntimeError("backward through label_smoothed_cross_entropy twice is not "
+                               "supported (its gradient reuses the saved log-probabilities)")
+        ctx.consumed = True
         logp, target, keep = ctx.saved_tensors
         eps, pad_id, V = ctx.epsilon, ctx.pad_id, logp.size(-1)
         a = g_loss if g_loss is not None else torch.zeros_like(logp[:, 0])
         b = g_nll if g_nll is not None else torch.zeros_like(a)
         a, b = a * keep, b * keep  # (N,)
         share = eps / (V - 1 if pad_id is not None else V)  # q(k) for k ≠ y, pad
-        grad = torch.exp(logp).mul_((a + b).unsqueeze(1)).sub_((a * share).unsqueeze(1))
+        # p = exp(log p) written over the saved log p: a fresh (N, V) tensor would be new,
+        # page-faulting memory every step (glibc mmaps allocations above 32 MiB).
+        grad = logp.exp_().mul_((a + b).unsqueeze(1)).sub_((a * share).unsqueeze(1))
         if pad_id is not None:
             grad[:, pad_id] += a * share  # the pad class gets no smoothing mass
         grad.scatter_add_(1, target.unsqueeze(1), (-(a * (1.0 - eps)) - b).unsqueeze(1))
