@@ -13,6 +13,8 @@ on the training activations (docs/benchmarks.md); on other devices `F.dropout` r
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,9 +24,7 @@ _LEVELS = 1 << 16  # 16 random bits per element
 
 def keep_mask(shape: torch.Size, p: float, device: torch.device | None = None) -> torch.Tensor:
     """bool mask of `shape`, True with probability 1 - p (to 2^-16), from 16 random bits each."""
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
     words.random_(-(1 << 63), None)  # the full 64-bit range: four uniform int16 per draw
     bits = words.view(torch.int16)[:n].view(shape)  # uniform over [-32768, 32767]
