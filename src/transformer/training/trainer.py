@@ -39,7 +39,7 @@ from transformer.training.val_bleu import probe_bleu
 
 
 class TrainingError(RuntimeError):
-    """The run cannot go on (diverged, or the run directory does not fit the request)."""
+    """The run cannot go on (the loss diverged; `RunDirError`: the run directory does not fit)."""
 
 
 class RunDirError(TrainingError):
