@@ -1,4 +1,5 @@
 """The trainer's data: copy-task batches, the data record in the log, bf16 autocast on CPU,
+which leftover tokenizer a fresh start keeps,
 and (slow) a few steps on the real Multi30k corpus with a freshly trained BPE."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from transformer.training.config import RunConfig
 from transformer.training.copy_task import EOS
 from transformer.training.data import build_data
 from transformer.training.logging import read_log
-from transformer.training.run import train
+from transformer.training.run import prepare_run_dir, train
 
 SMALL = {
     "model": {
@@ -83,6 +84,22 @@ def test_bf16_autocast_runs_on_cpu(tmp_path) -> None:
     result = train(run, tmp_path, tensorboard=False)
     assert result.status == "finished"
     assert all(math.isfinite(r["loss"]) for r in read_log(tmp_path, "train"))
+
+
+@pytest.mark.parametrize("saved_merges", [None, 300, 500])
+def test_fresh_start_keeps_a_tokenizer_only_for_the_same_data(tmp_path, saved_merges) -> None:
+    """A leftover tokenizer.json is reused by a fresh start only when the directory's
+    config.toml has the same [data] (here: bpe_merges 300); else it is removed, to be relearnt."""
+    run = RunConfig.from_toml("configs/multi30k-de-en.toml", ["data.bpe_merges=300"])
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "tokenizer.json").write_text("{}", encoding="utf-8")
+    if saved_merges is not None:
+        config, merges = "configs/multi30k-de-en.toml", f"data.bpe_merges={saved_merges}"
+        saved = RunConfig.from_toml(config, [merges])
+        (run_dir / "config.toml").write_text(saved.to_toml(), encoding="utf-8")
+    prepare_run_dir(run, run_dir, resume=False)
+    assert (run_dir / "tokenizer.json").exists() == (saved_merges == 300)
 
 
 @pytest.mark.slow

@@ -39,6 +39,23 @@ def prepare_run_dir(run: RunConfig, run_dir: Path, resume: bool) -> None:
             "or choose another --out"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+    _drop_stale_tokenizer(run, run_dir)
+
+
+def _drop_stale_tokenizer(run: RunConfig, run_dir: Path) -> None:
+    """A fresh start reuses RUN_DIR/tokenizer.json only when the directory's config.toml has
+    the same [data] settings (a start stopped after tokenizing); otherwise the file was made
+    for other settings (say, another `bpe_merges`) and is removed, to be learnt again."""
+    tok_path = run_dir / "tokenizer.json"
+    if not tok_path.exists():
+        return
+    try:
+        same = RunConfig.from_toml(run_dir / "config.toml").data == run.data
+    except (OSError, ValueError):  # no config.toml, or one this version cannot read
+        same = False
+    if not same:
+        log.warning("%s was made for other [data] settings; it is replaced", tok_path)
+        tok_path.unlink()
 
 
 def train(
