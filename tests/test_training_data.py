@@ -116,6 +116,7 @@ def test_multi30k_trains_a_few_steps_with_its_own_bpe(tmp_path) -> None:
             "model.n_encoder_layers=1",
             "model.n_decoder_layers=1",
             "train.max_steps=2",
+            "train.warmup=1",
             "train.progress=false",
             "train.threads=1",
         ],
