@@ -100,8 +100,9 @@ SOURCES = [[3, 4, 5], [5], [4, 4, 3, 5, 3], [3, 3]]
 @pytest.mark.parametrize("use_cache", [False, True])
 def test_greedy_matches_reference_loop(use_cache):
     model = ScriptedDecoder(8, random_script(8, eos_weight=0.5))
-    hyps = greedy_decode(model, batch_of(*SOURCES), IDS, max_len_offset=4,
-                         use_cache=use_cache, make_cache=FakeCache)
+    hyps = greedy_decode(
+        model, batch_of(*SOURCES), IDS, max_len_offset=4, use_cache=use_cache, make_cache=FakeCache
+    )
     for sentence, hyp in zip(SOURCES, hyps, strict=True):
         tokens, total = reference_greedy(model, sentence, len(sentence) + 4)
         assert hyp.tokens == tokens
@@ -111,13 +112,13 @@ def test_greedy_matches_reference_loop(use_cache):
 
 def test_greedy_length_limits_and_min_len():
     never_eos = ScriptedDecoder(6, lambda s, p: {A: 0.7, B: 0.3})
-    hyps = greedy_decode(never_eos, batch_of(*SOURCES), IDS, max_len_offset=3,
-                         make_cache=FakeCache)
+    hyps = greedy_decode(never_eos, batch_of(*SOURCES), IDS, max_len_offset=3, make_cache=FakeCache)
     assert [len(h.tokens) for h in hyps] == [len(s) + 3 for s in SOURCES]
     assert all(not h.finished for h in hyps)
     assert hyps[0].logprob == pytest.approx(6 * math.log(0.7))
-    capped = greedy_decode(never_eos, batch_of(*SOURCES), IDS, max_positions=4,
-                           make_cache=FakeCache)
+    capped = greedy_decode(
+        never_eos, batch_of(*SOURCES), IDS, max_positions=4, make_cache=FakeCache
+    )
     assert [len(h.tokens) for h in capped] == [4, 4, 4, 4]
     # </s> is the likeliest token everywhere; min_len=3 forces three tokens before it.
     eager = ScriptedDecoder(6, lambda s, p: {EOS: 0.6, A: 0.3, B: 0.1})
@@ -134,11 +135,22 @@ def test_per_sentence_lengths(beam):
     lengths = torch.tensor([2, 5, 1, 3])
     src = batch_of(*SOURCES)
     if beam == 1:
-        hyps = greedy_decode(eager, src, IDS, min_len=lengths, max_len=lengths,
-                             make_cache=FakeCache)
+        hyps = greedy_decode(
+            eager, src, IDS, min_len=lengths, max_len=lengths, make_cache=FakeCache
+        )
     else:
-        hyps = [h[0] for h in beam_search(eager, src, IDS, beam_size=beam, min_len=lengths,
-                                          max_len=lengths, make_cache=FakeCache)]
+        hyps = [
+            h[0]
+            for h in beam_search(
+                eager,
+                src,
+                IDS,
+                beam_size=beam,
+                min_len=lengths,
+                max_len=lengths,
+                make_cache=FakeCache,
+            )
+        ]
     assert [h.tokens for h in hyps] == [[A] * n for n in lengths.tolist()]
     assert [h.logprob for h in hyps] == pytest.approx([n * math.log(0.3) for n in lengths.tolist()])
     with pytest.raises(ValueError, match="shape"):
@@ -157,14 +169,18 @@ def test_greedy_uses_cache_incrementally():
 def test_length_penalty_changes_the_winner():
     """[</s>] at p=0.45 vs [a, </s>] at 0.44 * 0.99: alpha=0 prefers the short one, alpha=0.6
     the long one: -0.8311/lp(2) = -0.7575 > -0.7985."""
-    script = {(): {EOS: 0.45, A: 0.44, B: 0.11}, (A,): {EOS: 0.99, A: 0.01},
-              (B,): {EOS: 0.5, A: 0.5}}
+    script = {
+        (): {EOS: 0.45, A: 0.44, B: 0.11},
+        (A,): {EOS: 0.99, A: 0.01},
+        (B,): {EOS: 0.5, A: 0.5},
+    }
     model = ScriptedDecoder(6, lambda s, p: script.get(p, {EOS: 0.5, A: 0.5}))
     src = batch_of([3])
     short = beam_search(model, src, IDS, beam_size=2, alpha=0.0, make_cache=FakeCache)[0][0]
     assert short.tokens == [EOS] and short.score == pytest.approx(math.log(0.45))
-    long = beam_search(model, src, IDS, beam_size=2, alpha=0.6, exact=True,
-                       make_cache=FakeCache)[0][0]
+    long = beam_search(model, src, IDS, beam_size=2, alpha=0.6, exact=True, make_cache=FakeCache)[
+        0
+    ][0]
     assert long.tokens == [A, EOS]
     assert long.logprob == pytest.approx(math.log(0.44) + math.log(0.99))
     assert long.score == pytest.approx((math.log(0.44) + math.log(0.99)) / lp(2, 0.6))
@@ -179,8 +195,16 @@ def test_never_returns_worse_than_a_finished_hypothesis():
     script = {(): {A: 0.6, EOS: 0.3, B: 0.1}, (A,): {EOS: 0.1, A: 0.45, B: 0.45}}
     model = ScriptedDecoder(6, lambda s, p: script.get(p, {A: 0.5, B: 0.5}))
     for exact in (False, True):
-        best = beam_search(model, batch_of([3]), IDS, beam_size=2, alpha=0.0, max_len=3,
-                           exact=exact, make_cache=FakeCache)[0][0]
+        best = beam_search(
+            model,
+            batch_of([3]),
+            IDS,
+            beam_size=2,
+            alpha=0.0,
+            max_len=3,
+            exact=exact,
+            make_cache=FakeCache,
+        )[0][0]
         assert best.tokens == [EOS] and best.finished
         assert best.logprob == pytest.approx(math.log(0.3))
 
@@ -188,8 +212,16 @@ def test_never_returns_worse_than_a_finished_hypothesis():
 def test_max_length_cuts_live_beams():
     script = {(): {A: 0.5, B: 0.3, C: 0.2}}
     model = ScriptedDecoder(6, lambda s, p: script.get(p, {A: 0.9, B: 0.1}))
-    hyps = beam_search(model, batch_of([3, 4]), IDS, beam_size=3, alpha=1.0, n_best=3,
-                       max_len=2, make_cache=FakeCache)[0]
+    hyps = beam_search(
+        model,
+        batch_of([3, 4]),
+        IDS,
+        beam_size=3,
+        alpha=1.0,
+        n_best=3,
+        max_len=2,
+        make_cache=FakeCache,
+    )[0]
     expect = [([A, A], 0.5 * 0.9), ([B, A], 0.3 * 0.9), ([C, A], 0.2 * 0.9)]
     assert [h.tokens for h in hyps] == [t for t, _ in expect]
     for hyp, (_, prob) in zip(hyps, expect, strict=True):
@@ -216,8 +248,17 @@ def brute_force(script, source, limit, alpha):
 def test_wide_exact_beam_equals_brute_force(alpha):
     script = random_script(5, eos_weight=0.4)  # tokens </s>, a, b
     model = ScriptedDecoder(5, script)
-    hyps = beam_search(model, batch_of([3, 4]), IDS, beam_size=32, alpha=alpha, n_best=6,
-                       max_len=4, exact=True, make_cache=FakeCache)[0]
+    hyps = beam_search(
+        model,
+        batch_of([3, 4]),
+        IDS,
+        beam_size=32,
+        alpha=alpha,
+        n_best=6,
+        max_len=4,
+        exact=True,
+        make_cache=FakeCache,
+    )[0]
     expect = brute_force(script, (3, 4), 4, alpha)[:6]
     assert [h.tokens for h in hyps] == [tokens for _, tokens, _ in expect]
     for hyp, (score, _, total) in zip(hyps, expect, strict=True):
@@ -230,8 +271,9 @@ def test_beam_one_is_greedy(alpha):
     model = ScriptedDecoder(8, random_script(8, eos_weight=0.5))
     src = batch_of(*SOURCES)
     greedy = greedy_decode(model, src, IDS, max_len_offset=4, make_cache=FakeCache)
-    beams = beam_search(model, src, IDS, beam_size=1, alpha=alpha, max_len_offset=4,
-                        make_cache=FakeCache)
+    beams = beam_search(
+        model, src, IDS, beam_size=1, alpha=alpha, max_len_offset=4, make_cache=FakeCache
+    )
     for g, (b,) in zip(greedy, beams, strict=True):
         assert b.tokens == g.tokens
         assert b.logprob == pytest.approx(g.logprob, abs=1e-5)
@@ -244,8 +286,7 @@ def test_beam_cache_and_batch_invariance(exact):
     kw = dict(beam_size=3, alpha=0.6, n_best=2, max_len_offset=3, exact=exact)
     cached = beam_search(model, src, IDS, make_cache=FakeCache, **kw)
     uncached = beam_search(model, src, IDS, use_cache=False, **kw)
-    alone = [beam_search(model, batch_of(s), IDS, make_cache=FakeCache, **kw)[0]
-             for s in SOURCES]
+    alone = [beam_search(model, batch_of(s), IDS, make_cache=FakeCache, **kw)[0] for s in SOURCES]
     for a, b, c in zip(cached, uncached, alone, strict=True):
         assert [h.tokens for h in a] == [h.tokens for h in b] == [h.tokens for h in c]
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-6)
@@ -267,4 +308,4 @@ def test_rejects_bad_settings():
 
 def test_length_penalty_formula():
     assert length_penalty(1, 0.6) == pytest.approx(1.0)
-    assert length_penalty(7, 0.6) == pytest.approx(2.0 ** 0.6)
+    assert length_penalty(7, 0.6) == pytest.approx(2.0**0.6)

@@ -27,10 +27,21 @@ def _one_thread():
     yield
     torch.set_num_threads(before)
 
-TEXT = ["a man rides a red bike .", "two dogs play in the park .", "a woman reads a book .",
-        "the children run on the beach .", "a dog runs ."]
-SOURCES = ["a dog reads .", "", "two men ride red bikes in the park .", "a book .",
-           "the woman runs on the beach with two dogs ."]
+
+TEXT = [
+    "a man rides a red bike .",
+    "two dogs play in the park .",
+    "a woman reads a book .",
+    "the children run on the beach .",
+    "a dog runs .",
+]
+SOURCES = [
+    "a dog reads .",
+    "",
+    "two men ride red bikes in the park .",
+    "a book .",
+    "the woman runs on the beach with two dogs .",
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +49,18 @@ def run_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("run")
     bpe = BPE.train(TEXT, 20, min_frequency=1)
     bpe.save(path / "tokenizer.json")
-    model_cfg = dict(src_vocab_size=bpe.vocab_size, tgt_vocab_size=bpe.vocab_size, d_model=32,
-                     n_heads=4, d_ff=64, n_encoder_layers=2, n_decoder_layers=2, max_len=64,
-                     share_embeddings=True, tie_output=False)
+    model_cfg = dict(
+        src_vocab_size=bpe.vocab_size,
+        tgt_vocab_size=bpe.vocab_size,
+        d_model=32,
+        n_heads=4,
+        d_ff=64,
+        n_encoder_layers=2,
+        n_decoder_layers=2,
+        max_len=64,
+        share_embeddings=True,
+        tie_output=False,
+    )
     run = RunConfig.from_dict({"model": model_cfg, "data": {"task": "multi30k"}})
     (path / "config.toml").write_text(run.to_toml(), encoding="utf-8")
     from transformer.models import Transformer
@@ -71,23 +91,38 @@ def one_by_one(run_dir, beam):
         if not ids:
             out.append("")
             continue
-        hyp = beam_search(model, torch.tensor([ids]), SpecialIds(1, 2, 0), beam_size=beam,
-                          alpha=0.6, max_positions=63, max_len_offset=5)[0][0]
+        hyp = beam_search(
+            model,
+            torch.tensor([ids]),
+            SpecialIds(1, 2, 0),
+            beam_size=beam,
+            alpha=0.6,
+            max_positions=63,
+            max_len_offset=5,
+        )[0][0]
         out.append(bpe.decode(hyp.tokens))
     return out, model, bpe
 
 
 def test_translate_streams_in_order(run_dir, monkeypatch, capsys):
     expect, _, _ = one_by_one(run_dir, beam=3)
-    code, out = cli(["translate", run_dir[0], "--beam", 3, "--max-tokens", 9,
-                     "--max-len-offset", 5], "\n".join(SOURCES) + "\n", monkeypatch, capsys)
+    code, out = cli(
+        ["translate", run_dir[0], "--beam", 3, "--max-tokens", 9, "--max-len-offset", 5],
+        "\n".join(SOURCES) + "\n",
+        monkeypatch,
+        capsys,
+    )
     assert code == 0
     assert out.out.split("\n")[:-1] == expect
 
 
 def test_translate_n_best(run_dir, monkeypatch, capsys):
-    code, out = cli(["translate", run_dir[0], "--beam", 3, "--n-best", 2, "--max-len-offset", 5],
-                    SOURCES[0] + "\n", monkeypatch, capsys)
+    code, out = cli(
+        ["translate", run_dir[0], "--beam", 3, "--n-best", 2, "--max-len-offset", 5],
+        SOURCES[0] + "\n",
+        monkeypatch,
+        capsys,
+    )
     lines = out.out.splitlines()
     assert code == 0 and len(lines) == 2
     scores = [float(line.split(" ||| ")[2]) for line in lines]
@@ -99,9 +134,24 @@ def test_evaluate_json_matches_library(run_dir, tmp_path, monkeypatch, capsys):
     refs = TEXT
     (tmp_path / "src.txt").write_text("\n".join(SOURCES) + "\n", encoding="utf-8")
     (tmp_path / "ref.txt").write_text("\n".join(refs) + "\n", encoding="utf-8")
-    code, out = cli(["evaluate", run_dir[0], "--src", tmp_path / "src.txt", "--ref",
-                     tmp_path / "ref.txt", "--beam", 1, "--json", "--max-len-offset", 5],
-                    "", monkeypatch, capsys)
+    code, out = cli(
+        [
+            "evaluate",
+            run_dir[0],
+            "--src",
+            tmp_path / "src.txt",
+            "--ref",
+            tmp_path / "ref.txt",
+            "--beam",
+            1,
+            "--json",
+            "--max-len-offset",
+            5,
+        ],
+        "",
+        monkeypatch,
+        capsys,
+    )
     assert code == 0
     report = json.loads(out.out)
     assert report["bleu"] == pytest.approx(score_translations(hyps, refs).bleu)
@@ -122,25 +172,39 @@ def test_errors_name_the_problem(run_dir, tmp_path, monkeypatch, capsys):
     assert code == 2 and "config.toml not found" in out.err
     (tmp_path / "a").write_text("x\ny\n", encoding="utf-8")
     (tmp_path / "b").write_text("x\n", encoding="utf-8")
-    code, out = cli(["evaluate", run_dir[0], "--src", tmp_path / "a", "--ref", tmp_path / "b"],
-                    "", monkeypatch, capsys)
+    code, out = cli(
+        ["evaluate", run_dir[0], "--src", tmp_path / "a", "--ref", tmp_path / "b"],
+        "",
+        monkeypatch,
+        capsys,
+    )
     assert code == 2 and "must be parallel" in out.err
-    code, out = cli(["translate", run_dir[0], "--beam", 2, "--n-best", 3], "", monkeypatch,
-                    capsys)
+    code, out = cli(["translate", run_dir[0], "--beam", 2, "--n-best", 3], "", monkeypatch, capsys)
     assert code == 2 and "n_best" in out.err
 
 
 def test_copy_task_run_reads_token_ids(tmp_path, monkeypatch, capsys):
     from transformer.models import Transformer
 
-    model_cfg = dict(src_vocab_size=20, tgt_vocab_size=20, d_model=16, n_heads=2, d_ff=32,
-                     n_encoder_layers=1, n_decoder_layers=1, max_len=32)
+    model_cfg = dict(
+        src_vocab_size=20,
+        tgt_vocab_size=20,
+        d_model=16,
+        n_heads=2,
+        d_ff=32,
+        n_encoder_layers=1,
+        n_decoder_layers=1,
+        max_len=32,
+    )
     run = RunConfig.from_dict({"model": model_cfg, "data": {"task": "copy"}})
     (tmp_path / "config.toml").write_text(run.to_toml(), encoding="utf-8")
-    save_weights(Transformer(ModelConfig(**model_cfg)).state_dict(),
-                 tmp_path / "model.safetensors")
-    code, out = cli(["translate", tmp_path, "--beam", 2, "--max-len-offset", 3],
-                    "5 6 7\n9 9\n", monkeypatch, capsys)
+    save_weights(Transformer(ModelConfig(**model_cfg)).state_dict(), tmp_path / "model.safetensors")
+    code, out = cli(
+        ["translate", tmp_path, "--beam", 2, "--max-len-offset", 3],
+        "5 6 7\n9 9\n",
+        monkeypatch,
+        capsys,
+    )
     lines = out.out.splitlines()
     assert code == 0 and len(lines) == 2
     assert all(len(line.split()) <= n + 3 for line, n in zip(lines, (3, 2), strict=True))

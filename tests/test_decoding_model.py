@@ -19,6 +19,7 @@ def _one_thread():
     yield
     torch.set_num_threads(before)
 
+
 IDS = SpecialIds(bos=1, eos=2, pad=0)
 VOCAB = 12  # small, so that a random model emits </s> now and then
 
@@ -28,9 +29,17 @@ def model():
     from transformer.models import Transformer
 
     torch.manual_seed(5)  # a seed whose sentences partly end in </s>, partly at the limit
-    cfg = ModelConfig.preset("tiny", src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, d_model=32,
-                             d_ff=64, n_heads=4, dropout=0.0, share_embeddings=False,
-                             tie_output=False)  # untied: a tied random model echoes its input
+    cfg = ModelConfig.preset(
+        "tiny",
+        src_vocab_size=VOCAB,
+        tgt_vocab_size=VOCAB,
+        d_model=32,
+        d_ff=64,
+        n_heads=4,
+        dropout=0.0,
+        share_embeddings=False,
+        tie_output=False,
+    )  # untied: a tied random model echoes its input
     return Transformer(cfg).eval()
 
 
@@ -69,8 +78,7 @@ def test_greedy_matches_reference_loop(model, src):
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_greedy_without_scores_same_tokens(model, src, use_cache):
     scored = greedy_decode(model, src, IDS, max_len_offset=6, use_cache=use_cache)
-    plain = greedy_decode(model, src, IDS, max_len_offset=6, use_cache=use_cache,
-                          with_scores=False)
+    plain = greedy_decode(model, src, IDS, max_len_offset=6, use_cache=use_cache, with_scores=False)
     assert tokens(plain) == tokens(scored)
     assert all(h.logprob != h.logprob for h in plain)  # NaN: not computed
 

@@ -30,8 +30,10 @@ def kept_by_loop(row: list[float], top_k, top_p) -> set[int]:
     return keep
 
 
-@pytest.mark.parametrize("top_k,top_p", [(3, None), (None, 0.5), (None, 0.9), (5, 0.7),
-                                         (1, None), (None, 1.0), (50, None)])
+@pytest.mark.parametrize(
+    "top_k,top_p",
+    [(3, None), (None, 0.5), (None, 0.9), (5, 0.7), (1, None), (None, 1.0), (50, None)],
+)
 def test_filter_matches_loop(top_k, top_p):
     logits = torch.randn(6, 20) * 2
     out = filter_logits(logits, top_k, top_p)
@@ -63,18 +65,26 @@ def gpt():
     from transformer.models import GPT
 
     torch.manual_seed(1)
-    cfg = ModelConfig.preset("tiny", tgt_vocab_size=30, src_vocab_size=30, d_model=32,
-                             n_heads=4, d_ff=64, dropout=0.0, max_len=40)
+    cfg = ModelConfig.preset(
+        "tiny",
+        tgt_vocab_size=30,
+        src_vocab_size=30,
+        d_model=32,
+        n_heads=4,
+        d_ff=64,
+        dropout=0.0,
+        max_len=40,
+    )
     return GPT(cfg).eval()
 
 
-@pytest.mark.parametrize("kw", [dict(temperature=1.0, top_k=10), dict(temperature=0.8,
-                                top_p=0.9), dict(temperature=0.0)])
+@pytest.mark.parametrize(
+    "kw", [dict(temperature=1.0, top_k=10), dict(temperature=0.8, top_p=0.9), dict(temperature=0.0)]
+)
 def test_generate_cached_equals_uncached(gpt, kw):
     prompt = torch.randint(3, 30, (3, 4))
     a = generate(gpt, prompt, 12, generator=torch.Generator().manual_seed(5), **kw)
-    b = generate(gpt, prompt, 12, use_cache=False, generator=torch.Generator().manual_seed(5),
-                 **kw)
+    b = generate(gpt, prompt, 12, use_cache=False, generator=torch.Generator().manual_seed(5), **kw)
     assert a.shape == (3, 16) and torch.equal(a[:, :4], prompt)
     assert torch.equal(a, b)
 

@@ -34,7 +34,9 @@ def perturb(line: str, rng: random.Random) -> str:
 def run_cli(refs: Path, hyps: Path, *extra: str) -> list[dict]:
     out = subprocess.run(
         [str(SACREBLEU), str(refs), "-i", str(hyps), "-w", "6", "--format", "json", *extra],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     data = json.loads(out)
     return data if isinstance(data, list) else [data]
@@ -78,8 +80,7 @@ def test_lowercased_bleu_matches_from_scratch_bleu():
     rng = random.Random(3)
     vocab = [f"w{i}" for i in range(12)]
     refs = [[rng.choice(vocab) for _ in range(rng.randint(6, 14))] for _ in range(30)]
-    hyps = [[w if rng.random() < 0.8 else rng.choice(vocab) for w in r][: len(r) - 1]
-            for r in refs]
+    hyps = [[w if rng.random() < 0.8 else rng.choice(vocab) for w in r][: len(r) - 1] for r in refs]
     ours = score_translations([" ".join(h).upper() for h in hyps], [" ".join(r) for r in refs])
     assert ours.bleu_lc == pytest.approx(reference_bleu(hyps, refs), abs=1e-6)
     assert ours.bleu == 0.0  # cased: upper-case hypotheses match nothing

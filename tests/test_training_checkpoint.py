@@ -81,7 +81,11 @@ def test_load_into_names_mismatched_tensors(tmp_path) -> None:
 def _save(run_dir, step, keep_last, val=None, best=False):
     weights = {"w": torch.full((2,), float(step))}
     return ckpt.save_checkpoint(
-        run_dir, step, weights, {"step": step}, keep_last,
+        run_dir,
+        step,
+        weights,
+        {"step": step},
+        keep_last,
         best_info={"val_loss": val} if best else None,
     )
 

@@ -44,16 +44,19 @@ def test_probe_bleu_equals_sacrebleu_of_sentence_by_sentence_greedy_outputs() ->
     cfg = ModelConfig.preset("tiny", src_vocab_size=20, tgt_vocab_size=20, max_len=40)
     model = Transformer(cfg).eval()
     gen = torch.Generator().manual_seed(1)
-    sources = [torch.randint(3, 20, (int(n),), generator=gen).tolist()
-               for n in torch.randint(1, 9, (13,), generator=gen)]
+    sources = [
+        torch.randint(3, 20, (int(n),), generator=gen).tolist()
+        for n in torch.randint(1, 9, (13,), generator=gen)
+    ]
     # The probe's limits: source length + 50, capped at max_positions - 1 (room for <s>).
-    alone = [_words(greedy_decode(model, torch.tensor([s]), IDS, max_positions=13)[0].tokens)
-             for s in sources]
+    alone = [
+        _words(greedy_decode(model, torch.tensor([s]), IDS, max_positions=13)[0].tokens)
+        for s in sources
+    ]
     # References: half are the model's own outputs, half something else, so BLEU is in (0, 100).
     refs = [out if i % 2 else "w3 w4 w5 w6" for i, out in enumerate(alone)]
     probe = BleuProbe.sample(sources, refs, 13, _words, IDS)
-    got = probe_bleu(model, probe, max_positions=14, device=torch.device("cpu"),
-                     batch_sentences=4)
+    got = probe_bleu(model, probe, max_positions=14, device=torch.device("cpu"), batch_sentences=4)
     want = BLEU(tokenize="13a").corpus_score(alone, [refs]).score
     assert got == pytest.approx(want, abs=1e-9)
     assert 0.0 < got < 100.0
@@ -112,9 +115,11 @@ def test_linear_schedule_in_the_trainer(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("train_values", "message"),
-    [({"schedule": "cosine"}, "train.schedule"),
-     ({"schedule": "linear", "max_steps": 4, "warmup": 4}, "must exceed train.warmup"),
-     ({"max_minutes": -1}, "train.max_minutes")],
+    [
+        ({"schedule": "cosine"}, "train.schedule"),
+        ({"schedule": "linear", "max_steps": 4, "warmup": 4}, "must exceed train.warmup"),
+        ({"max_minutes": -1}, "train.max_minutes"),
+    ],
 )
 def test_schedule_and_budget_errors_name_the_field(train_values, message) -> None:
     from transformer.config import ConfigError

@@ -37,20 +37,31 @@ SIZE = dict(vocab=8000, d_model=256, layers=3, heads=4, d_ff=1024)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", help="directory holding multi30k/ (default: "
-                        "$TRANSFORMER_DATA or the download cache)")
-    parser.add_argument("--sentences", type=int, default=1000,
-                        help="first N test sentences (default: all 1000)")
-    parser.add_argument("--slow-sentences", type=int, default=64,
-                        help="sentences for the slow variants without a cache, compared with "
-                        "the cached ones on the same subset (default 64: one batch)")
+    parser.add_argument(
+        "--data-dir",
+        help="directory holding multi30k/ (default: $TRANSFORMER_DATA or the download cache)",
+    )
+    parser.add_argument(
+        "--sentences", type=int, default=1000, help="first N test sentences (default: all 1000)"
+    )
+    parser.add_argument(
+        "--slow-sentences",
+        type=int,
+        default=64,
+        help="sentences for the slow variants without a cache, compared with "
+        "the cached ones on the same subset (default 64: one batch)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="median over this many runs")
     parser.add_argument("--no-hf", action="store_true", help="skip Hugging Face transformers")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--lengths", choices=("batch", "sentence"), default="batch",
-                        help="force every sentence to its batch's longest reference length "
-                        "(default) or to its own (see the module docstring)")
+    parser.add_argument(
+        "--lengths",
+        choices=("batch", "sentence"),
+        default="batch",
+        help="force every sentence to its batch's longest reference length "
+        "(default) or to its own (see the module docstring)",
+    )
 
 
 def _tokenized(data_dir: str | None, n: int) -> tuple[list[list[int]], list[int]]:
@@ -63,8 +74,12 @@ def _tokenized(data_dir: str | None, n: int) -> tuple[list[list[int]], list[int]
     train_de, train_en = multi30k_files("train", "de", "en", data_dir=data_dir)
     test_de, test_en = multi30k_files("test_2016_flickr", "de", "en", data_dir=data_dir)
     tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(read_lines(train_de) + read_lines(train_en), vocab_size=SIZE["vocab"],
-                            special_tokens=["<pad>", "<s>", "</s>"], show_progress=False)
+    tok.train_from_iterator(
+        read_lines(train_de) + read_lines(train_en),
+        vocab_size=SIZE["vocab"],
+        special_tokens=["<pad>", "<s>", "</s>"],
+        show_progress=False,
+    )
     src = [e.ids for e in tok.encode_batch(read_lines(test_de)[:n])]
     ref_len = [len(e.ids) + 1 for e in tok.encode_batch(read_lines(test_en)[:n])]
     return src, ref_len
@@ -90,21 +105,43 @@ def _ours(use_cache: bool, beam: int, with_scores: bool = True) -> Callable:
     from transformer.decoding import SpecialIds, beam_search, greedy_decode
     from transformer.models import Transformer
 
-    cfg = ModelConfig(src_vocab_size=SIZE["vocab"], tgt_vocab_size=SIZE["vocab"],
-                      d_model=SIZE["d_model"], n_heads=SIZE["heads"], d_ff=SIZE["d_ff"],
-                      n_encoder_layers=SIZE["layers"], n_decoder_layers=SIZE["layers"],
-                      max_len=512, pad_id=PAD)
+    cfg = ModelConfig(
+        src_vocab_size=SIZE["vocab"],
+        tgt_vocab_size=SIZE["vocab"],
+        d_model=SIZE["d_model"],
+        n_heads=SIZE["heads"],
+        d_ff=SIZE["d_ff"],
+        n_encoder_layers=SIZE["layers"],
+        n_decoder_layers=SIZE["layers"],
+        max_len=512,
+        pad_id=PAD,
+    )
     torch.manual_seed(0)
     model = Transformer(cfg).eval()
     ids = SpecialIds(bos=BOS, eos=EOS, pad=PAD)
 
     def run(src: torch.Tensor, lengths: torch.Tensor) -> None:
         if beam == 1:
-            greedy_decode(model, src, ids, min_len=lengths, max_len=lengths, use_cache=use_cache,
-                          with_scores=with_scores)
+            greedy_decode(
+                model,
+                src,
+                ids,
+                min_len=lengths,
+                max_len=lengths,
+                use_cache=use_cache,
+                with_scores=with_scores,
+            )
         else:
-            beam_search(model, src, ids, beam_size=beam, alpha=0.6, min_len=lengths,
-                        max_len=lengths, use_cache=use_cache)
+            beam_search(
+                model,
+                src,
+                ids,
+                beam_size=beam,
+                alpha=0.6,
+                min_len=lengths,
+                max_len=lengths,
+                use_cache=use_cache,
+            )
 
     run.params = sum(p.numel() for p in model.parameters())
     return run
@@ -113,12 +150,21 @@ def _ours(use_cache: bool, beam: int, with_scores: bool = True) -> Callable:
 def _hf(use_cache: bool, beam: int) -> Callable:
     from transformers import LogitsProcessorList, MarianConfig, MarianMTModel
 
-    cfg = MarianConfig(vocab_size=SIZE["vocab"], d_model=SIZE["d_model"],
-                       encoder_layers=SIZE["layers"], decoder_layers=SIZE["layers"],
-                       encoder_attention_heads=SIZE["heads"], decoder_attention_heads=SIZE["heads"],
-                       encoder_ffn_dim=SIZE["d_ff"], decoder_ffn_dim=SIZE["d_ff"],
-                       max_position_embeddings=512, pad_token_id=PAD, eos_token_id=EOS,
-                       decoder_start_token_id=BOS, forced_eos_token_id=None)
+    cfg = MarianConfig(
+        vocab_size=SIZE["vocab"],
+        d_model=SIZE["d_model"],
+        encoder_layers=SIZE["layers"],
+        decoder_layers=SIZE["layers"],
+        encoder_attention_heads=SIZE["heads"],
+        decoder_attention_heads=SIZE["heads"],
+        encoder_ffn_dim=SIZE["d_ff"],
+        decoder_ffn_dim=SIZE["d_ff"],
+        max_position_embeddings=512,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        decoder_start_token_id=BOS,
+        forced_eos_token_id=None,
+    )
     torch.manual_seed(0)
     model = MarianMTModel(cfg).eval()
 
@@ -129,9 +175,16 @@ def _hf(use_cache: bool, beam: int) -> Callable:
         else:
             forced = dict(logits_processor=LogitsProcessorList([_ForceEos(lengths, beam)]))
         with torch.inference_mode():
-            model.generate(input_ids=src, attention_mask=src.ne(PAD), num_beams=beam,
-                           do_sample=False, max_new_tokens=longest, use_cache=use_cache,
-                           **({"length_penalty": 0.6} if beam > 1 else {}), **forced)
+            model.generate(
+                input_ids=src,
+                attention_mask=src.ne(PAD),
+                num_beams=beam,
+                do_sample=False,
+                max_new_tokens=longest,
+                use_cache=use_cache,
+                **({"length_penalty": 0.6} if beam > 1 else {}),
+                **forced,
+            )
 
     # final_logits_bias is a buffer; Marian's sinusoidal positions are frozen parameters.
     run.params = sum(p.numel() for n, p in model.named_parameters() if "embed_positions" not in n)
@@ -217,25 +270,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report(args, variants, times, n_full, n_sub, load_before, load_after) -> None:
-    rate = {key: (n_full if key[1] == "full" else n_sub) / statistics.median(v)
-            for key, v in times.items()}
-    print(f"\nMulti30k test_2016_flickr de, batch {args.batch_size}, median of {args.repeats}, "
-          f"output lengths forced per {args.lengths}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    rate = {
+        key: (n_full if key[1] == "full" else n_sub) / statistics.median(v)
+        for key, v in times.items()
+    }
+    print(
+        f"\nMulti30k test_2016_flickr de, batch {args.batch_size}, median of {args.repeats}, "
+        f"output lengths forced per {args.lengths}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}\n")
     print(f"| variant | params | sentences/s ({n_full} sent.) | sentences/s ({n_sub} sent.) |")
     print("|---|---:|---:|---:|")
     for name, _slow, runner in variants:
         full = rate.get((name, "full"))
-        print(f"| {name} | {runner.params / 1e6:.2f}M | {f'{full:.1f}' if full else '-'} | "
-              f"{rate[(name, 'subset')]:.1f} |")
+        print(
+            f"| {name} | {runner.params / 1e6:.2f}M | {f'{full:.1f}' if full else '-'} | "
+            f"{rate[(name, 'subset')]:.1f} |"
+        )
     print()
-    pairs = [("ours greedy, cache", "ours greedy, no cache", "subset", 4.0),
-             ("ours beam 4, cache", "ours beam 4, no cache", "subset", None),
-             ("ours greedy, cache", "HF generate greedy, cache", "full", 1.5),
-             ("ours greedy, cache, no scores", "HF generate greedy, cache", "full", 1.5),
-             ("ours beam 4, cache", "HF generate beam 4, cache", "full", 1.5),
-             ("ours greedy, no cache", "HF generate greedy, no cache", "subset", None)]
+    pairs = [
+        ("ours greedy, cache", "ours greedy, no cache", "subset", 4.0),
+        ("ours beam 4, cache", "ours beam 4, no cache", "subset", None),
+        ("ours greedy, cache", "HF generate greedy, cache", "full", 1.5),
+        ("ours greedy, cache, no scores", "HF generate greedy, cache", "full", 1.5),
+        ("ours beam 4, cache", "HF generate beam 4, cache", "full", 1.5),
+        ("ours greedy, no cache", "HF generate greedy, no cache", "subset", None),
+    ]
     for a, b, label, target in pairs:
         if (a, label) in rate and (b, label) in rate:
             ratio = rate[(a, label)] / rate[(b, label)]

@@ -18,8 +18,11 @@ from transformer.cli.translate import _user_error, add_search_arguments, build_t
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("evaluate", help="BLEU/chrF/perplexity of a trained model on a test "
-                            "set", description=__doc__)
+    parser = sub.add_parser(
+        "evaluate",
+        help="BLEU/chrF/perplexity of a trained model on a test set",
+        description=__doc__,
+    )
     add_search_arguments(parser)
     parser.add_argument("--src", help="source sentences, one per line")
     parser.add_argument("--ref", help="reference translations, one per line")
@@ -45,8 +48,9 @@ def _test_set(args: argparse.Namespace, run_cfg) -> tuple[list[str], list[str], 
 
             src_lang = args.src_lang or run_cfg.data.src_lang
             tgt_lang = args.tgt_lang or run_cfg.data.tgt_lang
-            src_path, ref_path = multi30k_files(args.split, src_lang, tgt_lang,
-                                                data_dir=args.data_dir or None)
+            src_path, ref_path = multi30k_files(
+                args.split, src_lang, tgt_lang, data_dir=args.data_dir or None
+            )
             name = f"multi30k {args.split} {src_lang}-{tgt_lang}"
         else:
             if not (args.src and args.ref):
@@ -57,8 +61,10 @@ def _test_set(args: argparse.Namespace, run_cfg) -> tuple[list[str], list[str], 
     except DataError as err:
         raise _user_error(str(err)) from None
     if len(sources) != len(refs):
-        raise _user_error(f"{src_path} has {len(sources)} lines but {ref_path} has "
-                          f"{len(refs)}: they must be parallel")
+        raise _user_error(
+            f"{src_path} has {len(sources)} lines but {ref_path} has "
+            f"{len(refs)}: they must be parallel"
+        )
     if args.limit > 0:
         sources, refs = sources[: args.limit], refs[: args.limit]
     if not sources:
@@ -73,9 +79,13 @@ def _perplexity(model, tokenizer, sources, refs, cfg, device):
     from transformer.evaluation import corpus_perplexity
 
     limit = cfg.max_len
-    pairs = [(tokenizer.encode(s)[:limit] or [tokenizer.eos_id],
-              [tokenizer.bos_id, *tokenizer.encode(r)[: limit - 1], tokenizer.eos_id])
-             for s, r in zip(sources, refs, strict=True)]
+    pairs = [
+        (
+            tokenizer.encode(s)[:limit] or [tokenizer.eos_id],
+            [tokenizer.bos_id, *tokenizer.encode(r)[: limit - 1], tokenizer.eos_id],
+        )
+        for s, r in zip(sources, refs, strict=True)
+    ]
     pairs.sort(key=lambda p: len(p[1]))
 
     def pad(rows):
@@ -84,8 +94,10 @@ def _perplexity(model, tokenizer, sources, refs, cfg, device):
             out[i, : len(row)] = torch.tensor(row)
         return out.to(device)
 
-    batches = ((pad([p[0] for p in pairs[i : i + 64]]), pad([p[1] for p in pairs[i : i + 64]]))
-               for i in range(0, len(pairs), 64))
+    batches = (
+        (pad([p[0] for p in pairs[i : i + 64]]), pad([p[1] for p in pairs[i : i + 64]]))
+        for i in range(0, len(pairs), 64)
+    )
     return corpus_perplexity(model, batches, cfg.pad_id)
 
 
@@ -103,14 +115,27 @@ def run(args: argparse.Namespace) -> int:
     ppl = _perplexity(model, tokenizer, sources, refs, cfg, translator.device)
     search = "greedy" if args.beam == 1 else f"beam {args.beam}, alpha {args.alpha}"
     if args.json:
-        print(json.dumps({"test_set": name, "search": search, "sentences": len(hyps),
-                          "decode_seconds": round(seconds, 3),
-                          "sentences_per_second": round(len(hyps) / seconds, 2),
-                          **scores.to_dict(), "ref_perplexity": ppl.perplexity,
-                          "ref_nll_per_token": ppl.per_token, "ref_tokens": ppl.tokens}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "test_set": name,
+                    "search": search,
+                    "sentences": len(hyps),
+                    "decode_seconds": round(seconds, 3),
+                    "sentences_per_second": round(len(hyps) / seconds, 2),
+                    **scores.to_dict(),
+                    "ref_perplexity": ppl.perplexity,
+                    "ref_nll_per_token": ppl.per_token,
+                    "ref_tokens": ppl.tokens,
+                },
+                indent=1,
+            )
+        )
         return 0
-    print(f"{name}: {len(hyps)} sentences, {search}, {seconds:.1f} s "
-          f"({len(hyps) / seconds:.1f} sentences/s)")
+    print(
+        f"{name}: {len(hyps)} sentences, {search}, {seconds:.1f} s "
+        f"({len(hyps) / seconds:.1f} sentences/s)"
+    )
     for line in scores.lines():
         print(line)
     print(f"reference perplexity    {ppl.perplexity:6.2f}  ({ppl.tokens} target tokens incl. </s>)")

@@ -15,30 +15,55 @@ from pathlib import Path
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by `translate` and `evaluate`: the run, the weights, the search."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory")
-    parser.add_argument("--weights", default="latest",
-                        help="'latest' (RUN_DIR/model.safetensors), 'best' (the best "
-                        "validation checkpoint) or a .safetensors file")
-    parser.add_argument("--average", type=int, default=0, metavar="N",
-                        help="average the weights of the last N checkpoints instead")
+    parser.add_argument(
+        "--weights",
+        default="latest",
+        help="'latest' (RUN_DIR/model.safetensors), 'best' (the best "
+        "validation checkpoint) or a .safetensors file",
+    )
+    parser.add_argument(
+        "--average",
+        type=int,
+        default=0,
+        metavar="N",
+        help="average the weights of the last N checkpoints instead",
+    )
     parser.add_argument("--beam", type=int, default=4, help="beam size; 1 = greedy (default 4)")
-    parser.add_argument("--alpha", type=float, default=0.6,
-                        help="length penalty ((5+|Y|)/6)^alpha, Wu et al. 2016 (default 0.6)")
-    parser.add_argument("--max-len-offset", type=int, default=50,
-                        help="at most source length + this many output tokens (default 50)")
-    parser.add_argument("--max-tokens", type=int, default=4000,
-                        help="source tokens per batch (default 4000)")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="recompute every prefix (slow; for checking the KV cache)")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=0.6,
+        help="length penalty ((5+|Y|)/6)^alpha, Wu et al. 2016 (default 0.6)",
+    )
+    parser.add_argument(
+        "--max-len-offset",
+        type=int,
+        default=50,
+        help="at most source length + this many output tokens (default 50)",
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, default=4000, help="source tokens per batch (default 4000)"
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="recompute every prefix (slow; for checking the KV cache)",
+    )
     parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("translate", help="translate stdin to stdout with a trained model",
-                            description=__doc__)
+    parser = sub.add_parser(
+        "translate", help="translate stdin to stdout with a trained model", description=__doc__
+    )
     add_search_arguments(parser)
-    parser.add_argument("--n-best", type=int, default=1,
-                        help="print the N best hypotheses as 'i ||| text ||| score' lines")
+    parser.add_argument(
+        "--n-best",
+        type=int,
+        default=1,
+        help="print the N best hypotheses as 'i ||| text ||| score' lines",
+    )
     parser.set_defaults(run=run)
 
 
@@ -112,8 +137,13 @@ def load_model(args: argparse.Namespace):
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                              else "cpu" if args.device == "auto" else args.device)
+        device = torch.device(
+            "cuda"
+            if args.device == "auto" and torch.cuda.is_available()
+            else "cpu"
+            if args.device == "auto"
+            else args.device
+        )
     except RuntimeError:
         raise _user_error(f"--device: unknown device {args.device!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -141,14 +171,26 @@ def build_translator(args: argparse.Namespace, n_best: int = 1):
     tune_malloc()  # the (rows, V) logits of every step reuse heap pages (about 10% on beam 4)
     model, tokenizer, cfg, run_cfg = load_model(args)
     try:
-        settings = SearchSettings(beam=args.beam, alpha=args.alpha, n_best=n_best,
-                                  max_len_offset=args.max_len_offset, use_cache=not args.no_cache)
+        settings = SearchSettings(
+            beam=args.beam,
+            alpha=args.alpha,
+            n_best=n_best,
+            max_len_offset=args.max_len_offset,
+            use_cache=not args.no_cache,
+        )
     except ValueError as err:
         raise _user_error(str(err)) from None
     ids = SpecialIds(bos=tokenizer.bos_id, eos=tokenizer.eos_id, pad=cfg.pad_id)
     device = next(model.parameters()).device
-    translator = Translator(model, tokenizer.encode, tokenizer.decode, ids, settings,
-                            max_positions=cfg.max_len, device=device)
+    translator = Translator(
+        model,
+        tokenizer.encode,
+        tokenizer.decode,
+        ids,
+        settings,
+        max_positions=cfg.max_len,
+        device=device,
+    )
     return translator, model, tokenizer, cfg, run_cfg
 
 
@@ -169,8 +211,9 @@ def run(args: argparse.Namespace) -> int:
     translator, *_ = build_translator(args, n_best=args.n_best)
     interactive = sys.stdin.isatty()
     lines = _lines(sys.stdin, interactive)
-    results = translator.stream(lines, max_tokens=args.max_tokens,
-                                max_sentences=1 if interactive else 128)
+    results = translator.stream(
+        lines, max_tokens=args.max_tokens, max_sentences=1 if interactive else 128
+    )
     for i, result in enumerate(results):
         if args.n_best > 1:
             for hyp in result.hypotheses:

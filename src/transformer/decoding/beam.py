@@ -114,8 +114,9 @@ def beam_search(
     while sents.numel():
         step += 1
         n = sents.numel()
-        top, beam, token = _best_candidates(model, prefix, memory, src_pad_mask, cache, ids,
-                                            scores, step, mins[sents], max_min)  # (N, 2K)
+        top, beam, token = _best_candidates(
+            model, prefix, memory, src_pad_mask, cache, ids, scores, step, mins[sents], max_min
+        )  # (N, 2K)
         is_eos = token.eq(ids.eos)
         _finish_eos(pools, sents, prefix, top, beam, token, is_eos, k, ids.eos, alpha)
         scores, pick = top.masked_fill(is_eos, NEG_INF).topk(k, dim=1)  # (N, K)
@@ -137,8 +138,7 @@ def beam_search(
     return [pool.hyps for pool in pools]
 
 
-def _best_candidates(model, prefix, memory, src_pad_mask, cache, ids, scores, step, mins,
-                     max_min):
+def _best_candidates(model, prefix, memory, src_pad_mask, cache, ids, scores, step, mins, max_min):
     """The 2K best (beam, token) expansions of each sentence: (logprob (N, 2K) sorted, beam
     (N, 2K), token (N, 2K)). scores (N, K) are the live beams' log-probabilities.
 

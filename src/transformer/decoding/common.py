@@ -120,14 +120,17 @@ def _per_sentence(value: int | Tensor, src: Tensor, name: str, low: int) -> Tens
     batch = src.size(0)
     if isinstance(value, Tensor):
         if value.shape != (batch,) or value.is_floating_point() or value.is_complex():
-            raise ValueError(f"{name} as a tensor must be integer of shape ({batch},), got "
-                             f"{value.dtype} {tuple(value.shape)}")
+            raise ValueError(
+                f"{name} as a tensor must be integer of shape ({batch},), got "
+                f"{value.dtype} {tuple(value.shape)}"
+            )
         if bool((value < low).any()):
             raise ValueError(f"{name} values must be >= {low}")
         return value.to(device=src.device, dtype=torch.long)
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low} or a ({batch},) tensor, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{name} must be an integer >= {low} or a ({batch},) tensor, got {value!r}"
+        )
     return torch.full((batch,), value, dtype=torch.long, device=src.device)
 
 

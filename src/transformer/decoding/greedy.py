@@ -66,8 +66,9 @@ def greedy_decode(
     step = 0
     while rows.numel():
         step += 1
-        logits, log_z = next_logits(model, prefix, memory, src_pad_mask, cache, ids,
-                                    normalize=with_scores)  # (N, V), (N,) | None
+        logits, log_z = next_logits(
+            model, prefix, memory, src_pad_mask, cache, ids, normalize=with_scores
+        )  # (N, V), (N,) | None
         block_eos(logits, ids.eos, step, mins[rows], max_min)
         best, token = logits.max(dim=-1)  # (N,), (N,)
         if log_z is not None:

@@ -86,13 +86,15 @@ def generate(
     if prompt.dim() != 2 or prompt.size(1) < 1:
         raise ValueError(f"prompt must be (B, T0) with T0 >= 1, got {tuple(prompt.shape)}")
     if max_positions is not None and prompt.size(1) + max_new_tokens > max_positions:
-        raise ValueError(f"prompt ({prompt.size(1)}) + max_new_tokens ({max_new_tokens}) "
-                         f"exceeds the model's {max_positions} positions")
+        raise ValueError(
+            f"prompt ({prompt.size(1)}) + max_new_tokens ({max_new_tokens}) "
+            f"exceeds the model's {max_positions} positions"
+        )
     cache: Cache | None = (make_cache or default_cache_factory)() if use_cache else None
     seq = prompt
     done = torch.zeros(prompt.size(0), dtype=torch.bool, device=prompt.device)
     for _ in range(max_new_tokens):
-        logits = lm(seq) if cache is None else lm(seq[:, cache.length:], cache=cache)
+        logits = lm(seq) if cache is None else lm(seq[:, cache.length :], cache=cache)
         token = sample_next(logits[:, -1], temperature, top_k, top_p, generator)  # (B,)
         if eos_id is not None:
             token = token.masked_fill(done, eos_id)

@@ -34,8 +34,9 @@ class SearchSettings:
         if not isinstance(self.beam, int) or self.beam < 1:
             raise ValueError(f"beam must be a positive integer, got {self.beam!r}")
         if not 1 <= self.n_best <= self.beam:
-            raise ValueError(f"n_best must be between 1 and the beam ({self.beam}), "
-                             f"got {self.n_best!r}")
+            raise ValueError(
+                f"n_best must be between 1 and the beam ({self.beam}), got {self.n_best!r}"
+            )
         if not self.alpha >= 0:
             raise ValueError(f"alpha must be >= 0, got {self.alpha!r}")
 
@@ -76,8 +77,11 @@ class Translator:
     def _source_ids(self, line: str) -> list[int]:
         ids = self.encode(line)
         if len(ids) > self.max_positions:
-            print(f"warning: a source line of {len(ids)} tokens was cut to the model's "
-                  f"{self.max_positions} positions", file=sys.stderr)
+            print(
+                f"warning: a source line of {len(ids)} tokens was cut to the model's "
+                f"{self.max_positions} positions",
+                file=sys.stderr,
+            )
             ids = ids[: self.max_positions]
         return ids
 
@@ -89,13 +93,17 @@ class Translator:
             src[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         src = src.to(self.device)
         s = self.settings
-        common = dict(max_len_offset=s.max_len_offset, max_positions=self.max_positions - 1,
-                      use_cache=s.use_cache)
+        common = dict(
+            max_len_offset=s.max_len_offset,
+            max_positions=self.max_positions - 1,
+            use_cache=s.use_cache,
+        )
         if s.beam == 1:  # scores are only shown for n-best lists, which need a beam
             hyps = greedy_decode(self.model, src, self.ids, with_scores=False, **common)
             return [[h] for h in hyps]
-        return beam_search(self.model, src, self.ids, beam_size=s.beam, alpha=s.alpha,
-                           n_best=s.n_best, **common)
+        return beam_search(
+            self.model, src, self.ids, beam_size=s.beam, alpha=s.alpha, n_best=s.n_best, **common
+        )
 
     def translate(self, lines: Sequence[str]) -> list[Translation]:
         """Translate one batch of lines (empty lines give empty translations)."""
@@ -108,11 +116,14 @@ class Translator:
         if todo:
             for i, hyps in zip(todo, self.translate_ids([encoded[i] for i in todo]), strict=True):
                 results[i] = hyps
-        return [Translation(line, self.decode(h[0].tokens) if h else "", h)
-                for line, h in zip(lines, results, strict=True)]
+        return [
+            Translation(line, self.decode(h[0].tokens) if h else "", h)
+            for line, h in zip(lines, results, strict=True)
+        ]
 
-    def stream(self, lines: Iterable[str], max_tokens: int = 4000,
-               max_sentences: int = 128) -> Iterator[Translation]:
+    def stream(
+        self, lines: Iterable[str], max_tokens: int = 4000, max_sentences: int = 128
+    ) -> Iterator[Translation]:
         """Translate lines lazily, in batches of at most `max_tokens` source tokens or
         `max_sentences` lines; yields in input order."""
         if max_tokens < 1 or max_sentences < 1:

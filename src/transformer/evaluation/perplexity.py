@@ -47,8 +47,12 @@ def batch_nll(
     pad_id; model(src, tgt_in) -> logits (B, T, V). The model should be in eval mode."""
     logits = model(src, tgt[:, :-1]).float()  # (B, T, V)
     target = tgt[:, 1:]  # (B, T)
-    nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
-                          ignore_index=pad_id, reduction="sum")
+    nll = F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)),
+        target.reshape(-1),
+        ignore_index=pad_id,
+        reduction="sum",
+    )
     return Perplexity(float(nll), int(target.ne(pad_id).sum()))
 
 

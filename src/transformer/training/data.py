@@ -85,8 +85,13 @@ def copy_data(run: RunConfig) -> TrainData:
             return " ".join(str(i) for i in ids if i not in (BOS, EOS, PAD))
 
         refs = [" ".join(map(str, s)) for s in val]
-        probe = BleuProbe.sample([[*s, EOS] for s in val], refs, run.train.val_bleu, decode,
-                                 SpecialIds(bos=BOS, eos=EOS, pad=PAD))
+        probe = BleuProbe.sample(
+            [[*s, EOS] for s in val],
+            refs,
+            run.train.val_bleu,
+            decode,
+            SpecialIds(bos=BOS, eos=EOS, pad=PAD),
+        )
     return TrainData(*_batchers(run, copy_encoded(train), copy_encoded(val)), bleu_probe=probe)
 
 

@@ -61,8 +61,10 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_loss, g_nll):  # (N,) each, either may be None
         if ctx.consumed:
-            raise RuntimeError("backward through label_smoothed_cross_entropy twice is not "
-                               "supported (its gradient reuses the saved log-probabilities)")
+            raise RuntimeError(
+                "backward through label_smoothed_cross_entropy twice is not "
+                "supported (its gradient reuses the saved log-probabilities)"
+            )
         ctx.consumed = True
         logp, target, keep = ctx.saved_tensors
         eps, pad_id, V = ctx.epsilon, ctx.pad_id, logp.size(-1)

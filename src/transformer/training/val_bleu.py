@@ -44,8 +44,7 @@ class BleuProbe:
         total = len(sources)
         picked = sorted({i * total // n for i in range(n)}) if n < total else range(total)
         picked = [i for i in picked if sources[i]]  # an empty source has nothing to translate
-        return cls([list(sources[i]) for i in picked], [references[i] for i in picked],
-                   decode, ids)
+        return cls([list(sources[i]) for i in picked], [references[i] for i in picked], decode, ids)
 
 
 def probe_bleu(
@@ -58,13 +57,20 @@ def probe_bleu(
     """Greedy-decode the probe's sources (batches of similar lengths) and return sacreBLEU.
 
     Leaves the model in eval mode; the trainer switches back to train mode every step."""
-    translator = Translator(model, lambda _: [], probe.decode, probe.ids,
-                            SearchSettings(beam=1), max_positions=max_positions, device=device)
+    translator = Translator(
+        model,
+        lambda _: [],
+        probe.decode,
+        probe.ids,
+        SearchSettings(beam=1),
+        max_positions=max_positions,
+        device=device,
+    )
     order = sorted(range(len(probe.sources)), key=lambda i: len(probe.sources[i]))
     outputs = [""] * len(order)
     for start in range(0, len(order), batch_sentences):
         chunk = order[start : start + batch_sentences]
-        hyps = translator.translate_ids([probe.sources[i][: max_positions] for i in chunk])
+        hyps = translator.translate_ids([probe.sources[i][:max_positions] for i in chunk])
         for i, nbest in zip(chunk, hyps, strict=True):
             outputs[i] = probe.decode(nbest[0].tokens)
     return float(BLEU(tokenize="13a").corpus_score(outputs, [probe.references]).score)
