@@ -102,6 +102,23 @@ def test_fresh_start_keeps_a_tokenizer_only_for_the_same_data(tmp_path, saved_me
     assert (run_dir / "tokenizer.json").exists() == (saved_merges == 300)
 
 
+@pytest.mark.parametrize("edited", [False, True])
+def test_fresh_start_recopies_a_given_tokenizer_edited_since(tmp_path, edited) -> None:
+    """With `data.tokenizer` set, the leftover copy is kept only while it equals that file:
+    a tokenizer edited in place under the same path (same [data]) is copied again."""
+    given = tmp_path / "given.json"
+    given.write_text('{"merges": 1}', encoding="utf-8")
+    run = RunConfig.from_toml("configs/multi30k-de-en.toml", [f"data.tokenizer={str(given)!r}"])
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.toml").write_text(run.to_toml(), encoding="utf-8")
+    (run_dir / "tokenizer.json").write_text('{"merges": 1}', encoding="utf-8")
+    if edited:
+        given.write_text('{"merges": 2}', encoding="utf-8")
+    prepare_run_dir(run, run_dir, resume=False)
+    assert (run_dir / "tokenizer.json").exists() == (not edited)
+
+
 @pytest.mark.slow
 def test_multi30k_trains_a_few_steps_with_its_own_bpe(tmp_path) -> None:
     root = corpus_dir("multi30k").parent

@@ -7,6 +7,7 @@ and data config as the saved `config.toml` (training settings such as `max_steps
 
 from __future__ import annotations
 
+import filecmp
 import logging
 from pathlib import Path
 
@@ -44,14 +45,18 @@ def prepare_run_dir(run: RunConfig, run_dir: Path, resume: bool) -> None:
 
 def _drop_stale_tokenizer(run: RunConfig, run_dir: Path) -> None:
     """A fresh start reuses RUN_DIR/tokenizer.json only when the directory's config.toml has
-    the same [data] settings (a start stopped after tokenizing); otherwise the file was made
-    for other settings (say, another `bpe_merges`) and is removed, to be learnt again."""
+    the same [data] settings (a start stopped after tokenizing) and, where `data.tokenizer`
+    names a file, the copy still equals it; otherwise the file was made for other settings
+    (say, another `bpe_merges`, or a tokenizer file edited since) and is removed, to be learnt
+    or copied again."""
     tok_path = run_dir / "tokenizer.json"
     if not tok_path.exists():
         return
     try:
         same = RunConfig.from_toml(run_dir / "config.toml").data == run.data
-    except (OSError, ValueError):  # no config.toml, or one this version cannot read
+        if same and run.data.tokenizer:
+            same = filecmp.cmp(run.data.tokenizer, tok_path, shallow=False)
+    except (OSError, ValueError):  # no config.toml, one this version cannot read, no file
         same = False
     if not same:
         log.warning("%s was made for other [data] settings; it is replaced", tok_path)
