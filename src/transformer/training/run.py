@@ -52,14 +52,16 @@ def _drop_stale_tokenizer(run: RunConfig, run_dir: Path) -> None:
     tok_path = run_dir / "tokenizer.json"
     if not tok_path.exists():
         return
+    reason = "was made for other [data] settings"
     try:
         same = RunConfig.from_toml(run_dir / "config.toml").data == run.data
         if same and run.data.tokenizer:
+            reason = f"differs from data.tokenizer ({run.data.tokenizer}), edited since"
             same = filecmp.cmp(run.data.tokenizer, tok_path, shallow=False)
     except (OSError, ValueError):  # no config.toml, one this version cannot read, no file
         same = False
     if not same:
-        log.warning("%s was made for other [data] settings; it is replaced", tok_path)
+        log.warning("%s %s; it is replaced", tok_path, reason)
         tok_path.unlink()
 
 
