@@ -1,17 +1,21 @@
-"""The trainer's data: copy-task batches, the data record in the log, bf16 autocast on CPU,
-which leftover tokenizer a fresh start keeps,
+"""The trainer's data: copy-task batches, the data record in the log, bf16 autocast on CPU
+(and which `train.amp` uses it where), which leftover tokenizer a fresh start keeps,
 and (slow) a few steps on the real Multi30k corpus with a freshly trained BPE."""
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import corpus_dir
+from transformer import runtime
 from transformer.config import apply_overrides
 from transformer.tokenizers import BPE
+from transformer.training import trainer
 from transformer.training.config import RunConfig
 from transformer.training.copy_task import EOS
 from transformer.training.data import build_data
@@ -84,6 +88,38 @@ def test_bf16_autocast_runs_on_cpu(tmp_path) -> None:
     result = train(run, tmp_path, tensorboard=False)
     assert result.status == "finished"
     assert all(math.isfinite(r["loss"]) for r in read_log(tmp_path, "train"))
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_forced_bf16_warns_where_the_cpu_lacks_it(tmp_path, monkeypatch, caplog, native) -> None:
+    """train.amp = 'bf16' on a CPU without bf16 in hardware (emulated: ~28x slower) says so."""
+    monkeypatch.setattr(trainer, "native_bf16", lambda device: native)
+    run = RunConfig.from_dict(apply_overrides(SMALL, ["train.amp='bf16'", "train.max_steps=2"]))
+    with caplog.at_level(logging.WARNING, logger="transformer.training"):
+        train(run, tmp_path, tensorboard=False)
+    assert ("no bf16 in hardware" in caplog.text) == (not native)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_amp_setting_resolves_per_device(monkeypatch, native) -> None:
+    """'bf16' always, 'off' never, 'auto' on CUDA only, 'native' where the hardware has bf16."""
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: native)
+    for device in (torch.device("cpu"), torch.device("cuda")):
+        expected = {"bf16": True, "off": False, "auto": device.type == "cuda", "native": native}
+        for amp, want in expected.items():
+            assert runtime.use_bf16_autocast(amp, device) is want, (amp, device)
+
+
+def test_native_bf16_on_this_cpu_matches_its_flags() -> None:
+    """Against the kernel's own list of CPU features (Linux x86 only)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.exists() else ""
+    flag_lines = [line for line in text.splitlines() if line.startswith("flags")]
+    if not flag_lines:
+        pytest.skip("no x86 CPU flags in /proc/cpuinfo on this machine")
+    flags = set(flag_lines[0].split(":", 1)[1].split())
+    expected = "avx512_bf16" in flags or "amx_tile" in flags
+    assert runtime.native_bf16(torch.device("cpu")) is expected
 
 
 @pytest.mark.parametrize("saved_merges", [None, 300, 500])

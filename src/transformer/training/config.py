@@ -34,7 +34,9 @@ class TrainConfig:
     `val_bleu` = N > 0 also greedy-decodes N validation sentences at every validation and
     scores their sacreBLEU (`val_bleu.py`); the best checkpoint is then the highest BLEU, else
     the lowest validation NLL.
-    `device` "auto" picks CUDA when present; `amp` "auto" uses bf16 autocast on CUDA only.
+    `device` "auto" picks CUDA when present. `amp`: "bf16" autocast always, "off" never, "auto"
+    on CUDA only, "native" where the device computes bf16 in hardware (CUDA, or a CPU with
+    AVX512-BF16 or AMX) and float32 elsewhere.
     `max_minutes` > 0 also stops (validating and saving, as at max_steps) once this much wall
     time has gone into the training loop of this invocation (data preparation not counted).
     `threads` > 0 sets torch's CPU thread count (0 keeps torch's default); small models on a
@@ -83,7 +85,7 @@ class TrainConfig:
             )
         if not isinstance(self.clip_norm, int | float) or self.clip_norm < 0:
             raise ConfigError(f"train.clip_norm must be >= 0 (0 = off), got {self.clip_norm!r}")
-        _choice("train", "amp", self.amp, ("auto", "bf16", "off"))
+        _choice("train", "amp", self.amp, ("auto", "native", "bf16", "off"))
         _choice("train", "schedule", self.schedule, ("noam", "linear"))
         if self.schedule == "linear" and self.max_steps <= self.warmup:
             raise ConfigError(

@@ -12,6 +12,7 @@ run before the optimizer step, leaving the last good checkpoint untouched.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import signal
@@ -27,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from transformer.data import Batch
-from transformer.runtime import tune_malloc
+from transformer.runtime import native_bf16, tune_malloc, use_bf16_autocast
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig
 from transformer.training.data import TrainData
@@ -36,6 +37,8 @@ from transformer.training.loss import label_smoothed_cross_entropy
 from transformer.training.optim import build_adam, set_lr
 from transformer.training.schedule import linear_lr, noam_lr
 from transformer.training.val_bleu import probe_bleu
+
+log = logging.getLogger("transformer.training")
 
 
 class TrainingError(RuntimeError):
@@ -154,8 +157,14 @@ class Trainer:
             tune_malloc()  # reuse heap pages for the large logits tensors (runtime.py)
         self.model = model.to(self.device)
         self.optimizer = build_adam(self.model, run.train.betas, run.train.eps)
-        bf16 = run.train.amp == "bf16" or (run.train.amp == "auto" and self.device.type == "cuda")
-        self.autocast = bf16
+        self.autocast = use_bf16_autocast(run.train.amp, self.device)
+        if self.autocast and not native_bf16(self.device):
+            log.warning(
+                "train.amp = %r: %s has no bf16 in hardware, so bf16 autocast is emulated and "
+                "much slower than float32 (28x a step on an AVX2 CPU); use 'native' or 'off'",
+                run.train.amp,
+                self.device.type.upper(),
+            )
         self.step = self.epoch = self.batch_index = 0
         self.best_val: float | None = None  # selection key of the best checkpoint (higher wins)
         self._batches = None  # iterator over training batches from (epoch, batch_index)
