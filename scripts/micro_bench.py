@@ -1,12 +1,16 @@
 """Micro-benchmarks behind docs/benchmarks.md's "Second machine" section (not part of the CLI).
 
     python scripts/micro_bench.py step [--threads 2] [--tokens 2048] [--bf16] [--no-malloc]
+                                       [--compile]
+    python scripts/micro_bench.py step-hf   # our training step vs Hugging Face MarianMT's
     python scripts/micro_bench.py loss      # our closed-form-gradient loss vs autograd
     python scripts/micro_bench.py dropout   # our Dropout vs F.dropout, forward + backward
 
 `step` times one training step (forward, backward, Adam) of the Multi30k-sized model (d_model
 256, 4 heads, 3+3 layers, d_ff 1024, vocabulary 8,188, shared embeddings, dropout 0.1) on
-random batches of `tokens` target tokens (rows of 16), median of 8 after 3 warm-up steps. It
+random batches of `tokens` target tokens (rows of 16), median of 8 after 3 warm-up steps
+(`--compile`: the model under `torch.compile(dynamic=True)`, as variable-length batches would
+need; the warm-up, which compiles, is timed and printed). It
 only uses the public API, so it also runs against an older checkout of the package:
 `PYTHONPATH=/path/to/old/src python scripts/micro_bench.py step` (old and new alternately).
 """
@@ -50,19 +54,75 @@ def step(args) -> None:
                              tgt_vocab_size=8188, share_embeddings=True)
     model, rows = Transformer(cfg).train(), args.tokens // 16
     opt = build_adam(model)
+    forward = torch.compile(model, dynamic=True) if args.compile else model
     src, tgt = torch.randint(4, 8188, (rows, 16)), torch.randint(4, 8188, (rows, 17))
 
     def one_step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            logits = model(src, tgt[:, :-1])  # (B, T, V)
+            logits = forward(src, tgt[:, :-1])  # (B, T, V)
         sums = label_smoothed_cross_entropy(logits, tgt[:, 1:], 0.1, 0)
         (sums.loss / sums.n_tokens).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    ms = _median_ms(one_step, 8, 3)
+    start = time.perf_counter()
+    for _ in range(3):
+        one_step()
+    warm = time.perf_counter() - start
+    ms = _median_ms(one_step, 8, 0)
     print(f"step: {rows * 16} target tokens, {ms:.0f} ms, {rows * 16 / ms * 1e3:.0f} tokens/s "
-          f"(threads {torch.get_num_threads()}, bf16 {args.bf16}, malloc {not args.no_malloc})")
+          f"(threads {torch.get_num_threads()}, bf16 {args.bf16}, malloc {not args.no_malloc}, "
+          f"compile {args.compile}: 3 warm-up steps {warm:.1f} s)")
+
+
+def step_hf(args) -> None:
+    """Our step against MarianMT's (`pip install -e .[bench]`) at the same size, on the same
+    random batch, both float32 with Adam and label smoothing 0.1, alternated, median of 8."""
+    from transformers import MarianConfig, MarianMTModel
+
+    from transformer.config import ModelConfig
+    from transformer.models import Transformer
+    from transformer.training.loss import label_smoothed_cross_entropy
+    from transformer.training.optim import build_adam
+
+    torch.manual_seed(0)
+    V, rows = 8188, args.tokens // 16
+    ours = Transformer(ModelConfig.preset(
+        "base", d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=3, n_decoder_layers=3,
+        dropout=0.1, src_vocab_size=V, tgt_vocab_size=V, share_embeddings=True)).train()
+    hf = MarianMTModel(MarianConfig(
+        vocab_size=V, d_model=256, encoder_layers=3, decoder_layers=3,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=1024,
+        decoder_ffn_dim=1024, dropout=0.1, pad_token_id=0, decoder_start_token_id=1,
+        eos_token_id=2, max_position_embeddings=256)).train()
+    src, tgt = torch.randint(4, V, (rows, 16)), torch.randint(4, V, (rows, 17))
+    opt_ours, opt_hf = build_adam(ours), torch.optim.Adam(hf.parameters(), 1e-4, (0.9, 0.98))
+
+    def step_ours():
+        sums = label_smoothed_cross_entropy(ours(src, tgt[:, :-1]), tgt[:, 1:], 0.1, 0)
+        (sums.loss / sums.n_tokens).backward()
+        opt_ours.step()
+        opt_ours.zero_grad(set_to_none=True)
+
+    def step_hf():
+        logits = hf(input_ids=src, decoder_input_ids=tgt[:, :-1]).logits  # (B, T, V)
+        F.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(), label_smoothing=0.1,
+                        ignore_index=0).backward()
+        opt_hf.step()
+        opt_hf.zero_grad(set_to_none=True)
+
+    times = {"ours": [], "hf": []}
+    for fn in (step_ours, step_hf, step_ours, step_hf):  # warm-up
+        fn()
+    for _ in range(8):
+        for name, fn in (("ours", step_ours), ("hf", step_hf)):
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    a, b = (statistics.median(times[k]) for k in ("ours", "hf"))
+    n = rows * 16
+    print(f"step of {n} target tokens, float32, threads {torch.get_num_threads()}: ours "
+          f"{n / a:.0f} tokens/s, MarianMT {n / b:.0f} tokens/s, {b / a:.2f}x")
 
 
 def loss(args) -> None:
@@ -104,14 +164,15 @@ def dropout(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["step", "loss", "dropout"])
+    parser.add_argument("what", choices=["step", "step-hf", "loss", "dropout"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=2048)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--no-malloc", action="store_true")
+    parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    {"step": step, "loss": loss, "dropout": dropout}[args.what](args)
+    {"step": step, "step-hf": step_hf, "loss": loss, "dropout": dropout}[args.what](args)
 
 
 if __name__ == "__main__":
