@@ -30,7 +30,7 @@ def tune_malloc() -> bool:
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` computes bfloat16 in hardware: CUDA with bf16 support, or a CPU with
     AVX512-BF16 or AMX tiles. Elsewhere bf16 autocast is emulated by oneDNN and far slower
-    than float32 (about 28× a Multi30k training step on an AVX2 AMD EPYC, docs/benchmarks.md).
+    than float32 (about 25× a Multi30k training step on an AVX2 AMD EPYC, docs/benchmarks.md).
     """
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()

@@ -161,7 +161,7 @@ class Trainer:
         if self.autocast and not native_bf16(self.device):
             log.warning(
                 "train.amp = %r: %s has no bf16 in hardware, so bf16 autocast is emulated and "
-                "much slower than float32 (28x a step on an AVX2 CPU); use 'native' or 'off'",
+                "much slower than float32 (25x a step on an AVX2 CPU); use 'native' or 'off'",
                 run.train.amp,
                 self.device.type.upper(),
             )
