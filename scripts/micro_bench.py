@@ -36,9 +36,25 @@ def _median_ms(fn, repeats: int, warmup: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def step(args) -> None:
+VOCAB = 8188
+
+
+def _model_and_batch(tokens: int):
+    """The Multi30k-sized model in train mode and a random batch: src (B, 16), tgt (B, 17)
+    int64 with B = tokens // 16."""
     from transformer.config import ModelConfig
     from transformer.models import Transformer
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset("base", d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=3,
+                             n_decoder_layers=3, dropout=0.1, src_vocab_size=VOCAB,
+                             tgt_vocab_size=VOCAB, share_embeddings=True)
+    rows = tokens // 16
+    src, tgt = torch.randint(4, VOCAB, (rows, 16)), torch.randint(4, VOCAB, (rows, 17))
+    return Transformer(cfg).train(), src, tgt
+
+
+def step(args) -> None:
     from transformer.training.loss import label_smoothed_cross_entropy
     from transformer.training.optim import build_adam
 
@@ -48,14 +64,10 @@ def step(args) -> None:
         except ImportError:  # older checkouts kept it in the model benchmark
             from transformer.bench.model import tune_malloc
         tune_malloc()
-    torch.manual_seed(0)
-    cfg = ModelConfig.preset("base", d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=3,
-                             n_decoder_layers=3, dropout=0.1, src_vocab_size=8188,
-                             tgt_vocab_size=8188, share_embeddings=True)
-    model, rows = Transformer(cfg).train(), args.tokens // 16
+    model, src, tgt = _model_and_batch(args.tokens)
+    rows = src.size(0)
     opt = build_adam(model)
     forward = torch.compile(model, dynamic=True) if args.compile else model
-    src, tgt = torch.randint(4, 8188, (rows, 16)), torch.randint(4, 8188, (rows, 17))
 
     def one_step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
@@ -80,22 +92,16 @@ def step_hf(args) -> None:
     random batch, both float32 with Adam and label smoothing 0.1, alternated, median of 8."""
     from transformers import MarianConfig, MarianMTModel
 
-    from transformer.config import ModelConfig
-    from transformer.models import Transformer
     from transformer.training.loss import label_smoothed_cross_entropy
     from transformer.training.optim import build_adam
 
-    torch.manual_seed(0)
-    V, rows = 8188, args.tokens // 16
-    ours = Transformer(ModelConfig.preset(
-        "base", d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=3, n_decoder_layers=3,
-        dropout=0.1, src_vocab_size=V, tgt_vocab_size=V, share_embeddings=True)).train()
+    ours, src, tgt = _model_and_batch(args.tokens)
+    V, rows = VOCAB, src.size(0)
     hf = MarianMTModel(MarianConfig(
         vocab_size=V, d_model=256, encoder_layers=3, decoder_layers=3,
         encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=1024,
         decoder_ffn_dim=1024, dropout=0.1, pad_token_id=0, decoder_start_token_id=1,
         eos_token_id=2, max_position_embeddings=256)).train()
-    src, tgt = torch.randint(4, V, (rows, 16)), torch.randint(4, V, (rows, 17))
     opt_ours, opt_hf = build_adam(ours), torch.optim.Adam(hf.parameters(), 1e-4, (0.9, 0.98))
 
     def step_ours():
