@@ -5,6 +5,8 @@
     python scripts/micro_bench.py step-hf   # our training step vs Hugging Face MarianMT's
     python scripts/micro_bench.py loss      # our closed-form-gradient loss vs autograd
     python scripts/micro_bench.py dropout   # our Dropout vs F.dropout, forward + backward
+    python scripts/micro_bench.py linear    # decoding-sized products: packed (oneDNN) vs F.linear
+    python scripts/micro_bench.py attend-one  # one query per head: our bmm path vs SDPA
 
 `step` times one training step (forward, backward, Adam) of the Multi30k-sized model (d_model
 256, 4 heads, 3+3 layers, d_ff 1024, vocabulary 8,188, shared embeddings, dropout 0.1) on
@@ -168,9 +170,79 @@ def dropout(args) -> None:
           f"F.dropout {b:.2f} ms, {b / a:.2f}x")
 
 
+def linear(args) -> None:
+    """x (rows, in) @ Wᵀ + b at the decoder's sizes: `PackedWeight` (oneDNN, packed once) and
+    `F.linear` alternately, median of 9 rounds of 20 calls each."""
+    from transformer.layers.packed import packing_available
+
+    if not packing_available():
+        print("this torch has no usable oneDNN linear kernel: nothing to compare")
+        return
+    print("| rows | in | out | F.linear ms | packed ms | speed-up |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for rows in (64, 256):
+        for n_in, n_out in ((256, 768), (256, 256), (256, 1024), (1024, 256), (256, VOCAB)):
+            plain_ms, packed_ms = _linear_pair(rows, n_in, n_out)
+            print(f"| {rows} | {n_in} | {n_out} | {plain_ms:.3f} | {packed_ms:.3f} | "
+                  f"{plain_ms / packed_ms:.2f}x |")
+
+
+def _linear_pair(rows: int, n_in: int, n_out: int) -> tuple[float, float]:
+    from transformer.layers.packed import PackedWeight
+
+    x, w, b = torch.randn(rows, n_in), torch.randn(n_out, n_in), torch.randn(n_out)
+    packed = PackedWeight(w, b)
+    with torch.inference_mode():
+        return _alternate(lambda: F.linear(x, w, b), lambda: packed(x), rounds=9, calls=20)
+
+
+def attend_one(args) -> None:
+    """One query per (batch, head) over S cached keys, no autograd (a decoding step):
+    `attend` (its batched matrix-vector path) and torch's SDPA alternately."""
+    print("| rows (B·H) | keys | SDPA ms | ours ms | speed-up |\n|---:|---:|---:|---:|---:|")
+    for batch in (64, 256):
+        for keys in (16, 32, 64):
+            sdpa_ms, ours_ms = _attend_pair(batch, keys)
+            print(f"| {batch * 4} | {keys} | {sdpa_ms:.3f} | {ours_ms:.3f} | "
+                  f"{sdpa_ms / ours_ms:.2f}x |")
+
+
+def _attend_pair(batch: int, keys: int) -> tuple[float, float]:
+    from transformer.attention import attend
+
+    q, k, v = (torch.randn(batch, 4, n, 64) for n in (1, keys, keys))
+    mask = torch.zeros(batch, 1, 1, keys, dtype=torch.bool)  # True = padding
+    mask[::3, ..., keys // 2 :] = True  # in a third of the rows
+    allowed = ~mask
+    with torch.inference_mode():
+        return _alternate(
+            lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=allowed),
+            lambda: attend(q, k, v, mask),
+            rounds=9,
+            calls=50,
+        )
+
+
+def _alternate(a, b, rounds: int, calls: int) -> tuple[float, float]:
+    """Median ms per call of a and b, timed in alternating rounds (same load for both)."""
+    times_a, times_b = [], []
+    for fn in (a, b):
+        for _ in range(3):
+            fn()
+    for _ in range(rounds):
+        for fn, times in ((a, times_a), (b, times_b)):
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            times.append((time.perf_counter() - start) / calls * 1e3)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["step", "step-hf", "loss", "dropout"])
+    parser.add_argument(
+        "what", choices=["step", "step-hf", "loss", "dropout", "linear", "attend-one"]
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=2048)
     parser.add_argument("--bf16", action="store_true")
@@ -178,7 +250,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    {"step": step, "step-hf": step_hf, "loss": loss, "dropout": dropout}[args.what](args)
+    commands = {"step": step, "step-hf": step_hf, "loss": loss, "dropout": dropout}
+    commands.update({"linear": linear, "attend-one": attend_one})
+    commands[args.what](args)
 
 
 if __name__ == "__main__":

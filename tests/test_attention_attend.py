@@ -77,6 +77,40 @@ def test_attend_fixup_path_matches_reference(inputs):
     close(out, expected, q.dtype)
 
 
+@settings(max_examples=40, deadline=None)
+@given(inputs=attend_inputs(), grad_mode=st.sampled_from(["inference", "no_grad", "plain"]))
+def test_single_query_decoding_path_matches_reference(inputs, grad_mode):
+    """T == 1 without autograd (a decoding step): the batched matrix-vector path, taken, against
+    the loop reference; causal=True hides nothing from the newest position."""
+    q, k, v, mask, causal = inputs
+    q = q[:, :, -1:]  # (B, H, 1, Dk)
+    if mask is not None and mask.dim() == 4:
+        mask = mask[:, :, -1:]
+    elif mask is not None:
+        mask = mask[-1:]  # a (1, S) pattern
+    s = k.shape[-2]
+    expected, _ = reference_attention(q, k, v, combined_mask(mask, causal, 1, s))
+    mode = {"inference": torch.inference_mode, "no_grad": torch.no_grad}.get(grad_mode)
+    calls = []
+    with pytest.MonkeyPatch.context() as mp:
+        one_query = A._attend_one_query
+        mp.setattr(A, "_attend_one_query", lambda *a: calls.append(1) or one_query(*a))
+        with mode() if mode else torch.enable_grad():
+            out, weights = A.attend(q, k, v, mask, causal=causal)
+    assert calls and weights is None
+    close(out, expected, q.dtype)
+
+
+def test_single_query_path_not_taken_for_training_or_weights():
+    q, k, v = (torch.randn(2, 3, n, 4, requires_grad=True) for n in (1, 5, 5))
+    assert not A._single_query_inference(q, k, v, False, 0.0)  # autograd records
+    with torch.no_grad():
+        assert A._single_query_inference(q, k, v, False, 0.0)
+        assert not A._single_query_inference(q, k, v, True, 0.0)  # need_weights
+        assert not A._single_query_inference(q, k, v, False, 0.1)  # dropout
+        assert not A._single_query_inference(torch.randn(2, 3, 2, 4), k, v, False, 0.0)
+
+
 def legacy_sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False):
     """SDPA as torch < 2.5 computed it (and as some accelerator kernels still do): a query with
     no visible key gets NaN (softmax over all -inf), forward and backward."""

@@ -179,7 +179,32 @@ def benchmark(
 # (B * H * S >= 16384), broadcasting's forward+backward beat SDPA's by ~1.1-1.6x (a noisy,
 # modest finding: see the doc). On CUDA SDPA is the fused flash/memory-efficient kernel, so
 # the rule there is SDPA.
+#
+# One more measured exception, for incremental decoding: a single query per (batch, head), on
+# the CPU, with nothing recorded for autograd. There SDPA's flash kernel pays per-call costs
+# that two batched matrix-vector products (`torch.bmm`) do not: 1.5-2x faster for 256 rows
+# (beam 4 x 64 sentences) over 30 keys on the AVX2 machine; about 10% of a greedy decoding step
+# and 10% of a beam step saved (`transformer bench decode`, docs/benchmarks.md).
 _FEW_QUERIES, _MANY_KEYS = 8, 16384
+
+
+def _single_query_inference(q, k, v, need_weights: bool, dropout_p: float) -> bool:
+    """The decoding step's case: T == 1 on the CPU, no dropout, no weights, no autograd."""
+    if q.shape[-2] != 1 or not q.is_cpu or dropout_p > 0 or need_weights:
+        return False
+    return not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
+
+
+def _attend_one_query(q, k, v, mask):
+    """q (B, H, 1, Dk), k (B, H, S, Dk), v (B, H, S, Dv) -> (B, H, 1, Dv) as two batched
+    matrix-vector products over the B·H heads (reshape is free on contiguous k, v)."""
+    b, h, _, d_k = q.shape
+    s, d_v = k.shape[-2], v.shape[-1]
+    if b * h == 0 or s == 0:
+        return q.new_zeros(b, h, 1, d_v)  # no key: the zero vector, as for masked rows
+    scores = torch.bmm((q * d_k**-0.5).reshape(b * h, 1, d_k), k.reshape(b * h, s, d_k).mT)
+    weights = masked_softmax(scores.view(b, h, 1, s), mask)  # (B, H, 1, S)
+    return torch.bmm(weights.view(b * h, 1, s), v.reshape(b * h, s, d_v)).view(b, h, 1, d_v)
 
 
 def _broadcasting_is_faster(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
@@ -304,6 +329,9 @@ def attend(
     mask is built), except in one measured corner; with it, broadcasting. See the dispatch
     note above.
     """
+    if _single_query_inference(q, k, v, need_weights, dropout_p):
+        # The one query is the newest position: with causal=True it sees every key.
+        return _attend_one_query(q, k, v, mask), None
     if not need_weights and not _broadcasting_is_faster(q, k, v):
         return _attend_sdpa(q, k, v, mask, causal, dropout_p), None
     if mask is not None and mask.dtype != torch.bool:

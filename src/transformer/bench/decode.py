@@ -19,7 +19,10 @@ at step L (finished rows stay in the batch as padding until the longest one ends
 variant runs the same sentences; the variants take turns within each repeat (side by side,
 same load) and the median over repeats is reported. "no scores" is greedy decoding without
 the log-softmax (`with_scores=False`, what `transformer translate --beam 1` runs): HF
-`generate()` computes no scores either unless asked to.
+`generate()` computes no scores either unless asked to. Ours runs with its linear weights
+packed for oneDNN (`transformer.layers.packed`, as `translate` and `evaluate` run it); the
+"unpacked" rows are the same decoders on plain `nn.Linear`, to show what packing adds. Our
+cached decoding (packed or not) takes `transformer.attention`'s single-query path.
 """
 
 from __future__ import annotations
@@ -100,9 +103,10 @@ def _batches(src: list[list[int]], ref_len: list[int], size: int, per_sentence: 
     return out
 
 
-def _ours(use_cache: bool, beam: int, with_scores: bool = True) -> Callable:
+def _ours(use_cache: bool, beam: int, with_scores: bool = True, packed: bool = True) -> Callable:
     from transformer.config import ModelConfig
     from transformer.decoding import SpecialIds, beam_search, greedy_decode
+    from transformer.layers.packed import pack_for_inference
     from transformer.models import Transformer
 
     cfg = ModelConfig(
@@ -118,6 +122,8 @@ def _ours(use_cache: bool, beam: int, with_scores: bool = True) -> Callable:
     )
     torch.manual_seed(0)
     model = Transformer(cfg).eval()
+    if packed:  # as `transformer translate` and `evaluate` run it
+        pack_for_inference(model)
     ids = SpecialIds(bos=BOS, eos=EOS, pad=PAD)
 
     def run(src: torch.Tensor, lengths: torch.Tensor) -> None:
@@ -215,6 +221,8 @@ def _variants(hf: bool) -> list[tuple[str, bool, Callable]]:
         ("ours greedy, no cache", True, _ours(False, 1)),
         ("ours beam 4, cache", False, _ours(True, 4)),
         ("ours beam 4, no cache", True, _ours(False, 4)),
+        ("ours greedy, cache, unpacked", False, _ours(True, 1, packed=False)),
+        ("ours beam 4, cache, unpacked", False, _ours(True, 4, packed=False)),
     ]
     if hf:
         out += [
@@ -296,6 +304,10 @@ def _report(args, variants, times, n_full, n_sub, load_before, load_after) -> No
         ("ours greedy, cache, no scores", "HF generate greedy, cache", "full", 1.5),
         ("ours beam 4, cache", "HF generate beam 4, cache", "full", 1.5),
         ("ours greedy, no cache", "HF generate greedy, no cache", "subset", None),
+        ("ours greedy, cache", "ours greedy, cache, unpacked", "full", None),
+        ("ours beam 4, cache", "ours beam 4, cache, unpacked", "full", None),
+        ("ours greedy, cache, unpacked", "HF generate greedy, cache", "full", None),
+        ("ours beam 4, cache, unpacked", "HF generate beam 4, cache", "full", None),
     ]
     for a, b, label, target in pairs:
         if (a, label) in rate and (b, label) in rate:

@@ -166,10 +166,12 @@ def build_translator(args: argparse.Namespace, n_best: int = 1):
     """A `Translator` for RUN_DIR with the search options of `args`."""
     from transformer.decoding import SpecialIds
     from transformer.decoding.translator import SearchSettings, Translator
+    from transformer.layers.packed import pack_for_inference
     from transformer.runtime import tune_malloc
 
     tune_malloc()  # the (rows, V) logits of every step reuse heap pages (about 10% on beam 4)
     model, tokenizer, cfg, run_cfg = load_model(args)
+    pack_for_inference(model)  # oneDNN-packed weights on the CPU (a no-op elsewhere)
     try:
         settings = SearchSettings(
             beam=args.beam,

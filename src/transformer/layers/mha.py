@@ -123,8 +123,8 @@ class CrossAttention(_MultiHead):
                 [self.n_heads * self.d_k, self.n_heads * self.d_v], dim=-1
             )
             k, v = _split_heads(k, self.n_heads), _split_heads(v, self.n_heads)  # (B, H, S, .)
-            if cache is not None:
-                cache.cross_k, cache.cross_v = k, v
+            if cache is not None:  # contiguous once, not re-copied by every step's matmul
+                cache.cross_k, cache.cross_v = k.contiguous(), v.contiguous()
         return self._attend(q, k, v, mask, False, need_weights)
 
 

@@ -14,15 +14,15 @@ Shape legend: B batch, T length, L cached positions, D d_model, H heads, V vocab
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from transformer.config import ModelConfig
 from transformer.layers import DecoderLayer, PositionalEncoding, TokenEmbedding
 from transformer.layers.dropout import Dropout
 from transformer.layers.mha import init_linear_
+from transformer.layers.packed import PackedWeight
 from transformer.models.cache import KVCache
-from transformer.models.transformer import check_ids
+from transformer.models.transformer import check_ids, output_logits
 
 
 class GPT(nn.Module):
@@ -42,6 +42,7 @@ class GPT(nn.Module):
         self.output_proj = None if cfg.tie_output else nn.Linear(d, cfg.tgt_vocab_size, bias=False)
         if self.output_proj is not None:
             init_linear_(self.output_proj)
+        self.packed_output: PackedWeight | None = None  # set by pack_for_inference
 
     @property
     def output_weight(self) -> torch.Tensor:
@@ -63,5 +64,5 @@ class GPT(nn.Module):
             cache.advance(idx.shape[1])
         if self.norm is not None:
             x = self.norm(x)
-        logits = F.linear(x, self.output_weight)  # (B, T, V)
+        logits = output_logits(self, x)  # (B, T, D) @ (D, V) -> (B, T, V)
         return (logits, weights) if need_weights else logits

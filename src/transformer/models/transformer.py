@@ -29,6 +29,7 @@ from transformer.config import ModelConfig
 from transformer.layers import DecoderLayer, EncoderLayer, PositionalEncoding, TokenEmbedding
 from transformer.layers.dropout import Dropout
 from transformer.layers.mha import init_linear_
+from transformer.layers.packed import PackedWeight
 from transformer.models.cache import KVCache
 
 
@@ -56,6 +57,15 @@ def check_ids(name: str, ids: torch.Tensor, vocab_size: int) -> None:
             f"{name} must be a (batch, length) int64 tensor of token ids "
             f"(vocab {vocab_size}), got {what}"
         )
+
+
+def output_logits(model: Transformer | nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The final linear layer: x (B, T, D) -> logits (B, T, V) with `model.output_weight`,
+    through `model.packed_output` when `pack_for_inference` set it for that same weight."""
+    packed = model.packed_output
+    if packed is not None and packed.weight is model.output_weight:
+        return packed(x)
+    return F.linear(x, model.output_weight)
 
 
 class Transformer(nn.Module):
@@ -87,6 +97,7 @@ class Transformer(nn.Module):
         self.output_proj = None if cfg.tie_output else nn.Linear(d, cfg.tgt_vocab_size, bias=False)
         if self.output_proj is not None:
             init_linear_(self.output_proj)
+        self.packed_output: PackedWeight | None = None  # set by pack_for_inference
 
     @property
     def output_weight(self) -> torch.Tensor:
@@ -151,5 +162,5 @@ class Transformer(nn.Module):
             cache.advance(tgt.shape[1])
         if self.decoder_norm is not None:
             x = self.decoder_norm(x)
-        logits = F.linear(x, self.output_weight)  # (B, T, D) @ (D, V) -> (B, T, V)
+        logits = output_logits(self, x)  # (B, T, D) @ (D, V) -> (B, T, V)
         return (logits, AttentionWeights([], self_ws, cross_ws)) if need_weights else logits

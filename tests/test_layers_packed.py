@@ -1,0 +1,203 @@
+"""`transformer.layers.packed`: oneDNN-packed linear maps against the closed form x Wᵀ + b
+(in float64), against plain `nn.Linear` models, and through decoding; repacking after the
+weights change, the autograd fall-back, copies, and the no-oneDNN fall-back."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from transformer.config import ModelConfig
+from transformer.decoding import SpecialIds, beam_search, greedy_decode
+from transformer.layers import packed as P
+from transformer.models import GPT, Transformer
+
+needs_onednn = pytest.mark.skipif(
+    not P.packing_available(), reason="this torch has no usable oneDNN linear kernel"
+)
+
+
+def closed_form(x, weight, bias):
+    """x Wᵀ + b in float64: the independent reference."""
+    out = x.double() @ weight.detach().double().T
+    return out if bias is None else out + bias.detach().double()
+
+
+def random_linear(n_in, n_out, bias, seed=0):
+    torch.manual_seed(seed)
+    layer = nn.Linear(n_in, n_out, bias=bias)
+    nn.init.normal_(layer.weight)
+    if bias:
+        nn.init.normal_(layer.bias)
+    return layer
+
+
+@needs_onednn
+@pytest.mark.parametrize("lead", [(1,), (3,), (64,), (300,), (5, 7), (2, 1, 4)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_packed_linear_matches_closed_form(lead, bias):
+    layer = P.PackedLinear.from_linear(random_linear(48, 40, bias))
+    x = torch.randn(*lead, 48)
+    with torch.inference_mode():
+        y = layer(x)
+    assert layer._packed_weight._packed is not None  # the packed kernel ran
+    assert y.shape == (*lead, 40) and y.dtype == torch.float32
+    torch.testing.assert_close(
+        y.double(), closed_form(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-4
+    )
+
+
+@needs_onednn
+def test_non_contiguous_input():
+    layer = P.PackedLinear.from_linear(random_linear(16, 8, True))
+    x = torch.randn(16, 10).T  # (10, 16), transposed strides
+    with torch.no_grad():
+        y = layer(x)
+    torch.testing.assert_close(
+        y.double(), closed_form(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-4
+    )
+
+
+@needs_onednn
+def test_repacks_when_the_weight_changes_in_place():
+    plain = random_linear(32, 24, True)
+    layer = P.PackedLinear.from_linear(plain)
+    x = torch.randn(6, 32)
+    with torch.inference_mode():
+        layer(x)
+    with torch.no_grad():
+        layer.weight.mul_(-2.0).add_(0.5)  # as an optimizer step would
+    with torch.inference_mode():
+        y = layer(x)
+    torch.testing.assert_close(
+        y.double(), closed_form(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-4
+    )
+    other = random_linear(32, 24, True, seed=3)
+    layer.load_state_dict(other.state_dict())  # copies into the same Parameters
+    with torch.inference_mode():
+        y = layer(x)
+    torch.testing.assert_close(
+        y.double(), closed_form(x, other.weight, other.bias), rtol=1e-5, atol=1e-4
+    )
+
+
+def test_autograd_falls_back_to_nn_linear():
+    plain = random_linear(12, 5, True)
+    packed = P.PackedLinear.from_linear(copy.deepcopy(plain))
+    x = torch.randn(4, 12, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    plain(x).square().sum().backward()
+    packed(x2).square().sum().backward()
+    torch.testing.assert_close(x2.grad, x.grad)
+    torch.testing.assert_close(packed.weight.grad, plain.weight.grad)
+    torch.testing.assert_close(packed.bias.grad, plain.bias.grad)
+
+
+def test_other_dtypes_fall_back():
+    layer = P.PackedLinear.from_linear(random_linear(8, 3, True).double())
+    x = torch.randn(2, 8, dtype=torch.float64)
+    with torch.inference_mode():
+        y = layer(x)
+    assert y.dtype == torch.float64
+    torch.testing.assert_close(y, closed_form(x, layer.weight, layer.bias))
+
+
+def tiny_config(**extra):
+    return ModelConfig.preset(
+        "tiny", src_vocab_size=40, tgt_vocab_size=40, d_model=32, d_ff=64, n_heads=4, **extra
+    )
+
+
+def test_pack_for_inference_keeps_parameters_and_state_dict():
+    torch.manual_seed(0)
+    model = Transformer(tiny_config()).eval()
+    n_linear = sum(type(m) is nn.Linear for m in model.modules())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    params = [id(p) for p in model.parameters()]
+    count = P.pack_for_inference(model)
+    if not P.packing_available():
+        assert count == 0
+        return
+    assert count == n_linear + 1  # and the tied output layer
+    assert not any(type(m) is nn.Linear for m in model.modules())
+    assert [id(p) for p in model.parameters()] == params  # shared, not copied
+    after = model.state_dict()
+    assert list(after) == list(before)
+    for key, value in before.items():
+        assert torch.equal(after[key], value), key
+    fresh = Transformer(tiny_config())
+    fresh.load_state_dict(after)  # a packed model's checkpoint loads into a plain one
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_packed_transformer_matches_plain(tied):
+    torch.manual_seed(1)
+    plain = Transformer(tiny_config(tie_output=tied, share_embeddings=tied)).eval()
+    packed = copy.deepcopy(plain)
+    P.pack_for_inference(packed)
+    src, tgt = torch.randint(3, 40, (3, 7)), torch.randint(3, 40, (3, 5))
+    with torch.inference_mode():
+        expected, got = plain(src, tgt), packed(src, tgt)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    if P.packing_available():
+        assert packed.packed_output is not None and packed.packed_output._packed is not None
+    clone = copy.deepcopy(packed)  # the opaque packed tensors are dropped and rebuilt
+    with torch.inference_mode():
+        torch.testing.assert_close(clone(src, tgt), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_packed_gpt_matches_plain():
+    torch.manual_seed(2)
+    plain = GPT(tiny_config()).eval()
+    packed = copy.deepcopy(plain)
+    P.pack_for_inference(packed)
+    idx = torch.randint(0, 40, (2, 9))
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(idx), plain(idx), rtol=1e-5, atol=1e-5)
+
+
+def test_packed_decoding_gives_the_same_translations():
+    torch.manual_seed(5)
+    cfg = tiny_config(dropout=0.0, share_embeddings=False, tie_output=False)
+    plain = Transformer(cfg).eval()
+    packed = copy.deepcopy(plain)
+    P.pack_for_inference(packed)
+    ids = SpecialIds(bos=1, eos=2, pad=0)
+    src = torch.randint(3, 40, (4, 6))
+    src[1, 4:] = 0
+    for decode in (
+        lambda m: [[h] for h in greedy_decode(m, src, ids, max_len_offset=8)],
+        lambda m: beam_search(m, src, ids, beam_size=3, alpha=0.6, n_best=2, max_len_offset=8),
+    ):
+        expected, got = decode(plain), decode(packed)
+        for e_list, g_list in zip(expected, got, strict=True):
+            assert [h.tokens for h in g_list] == [h.tokens for h in e_list]
+            for e, g in zip(e_list, g_list, strict=True):
+                assert g.score == pytest.approx(e.score, abs=1e-4)
+
+
+def test_without_onednn_nothing_changes(monkeypatch):
+    monkeypatch.setattr(P, "packing_available", lambda: False)
+    model = Transformer(tiny_config()).eval()
+    assert P.pack_for_inference(model) == 0
+    assert model.packed_output is None
+    layer = P.PackedLinear.from_linear(random_linear(8, 4, True))
+    x = torch.randn(3, 8)
+    with torch.inference_mode():
+        y = layer(x)
+    assert layer._packed_weight._packed is None  # never packed
+    torch.testing.assert_close(
+        y.double(), closed_form(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_probe_agrees_with_the_build():
+    """The probe says yes exactly when torch has oneDNN and its two linear ops (present and
+    working in every x86 and arm64 CPU build of torch 2.4 and later)."""
+    has_ops = hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(
+        torch.ops.mkldnn, "_linear_pointwise"
+    )
+    assert P.packing_available() == (torch.backends.mkldnn.is_available() and has_ops)
