@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from transformer.decoding import SpecialIds, beam_search, greedy_decode, length_penalty
+from transformer.decoding.common import row_max
 
 PAD, BOS, EOS, A, B, C = 0, 1, 2, 3, 4, 5
 IDS = SpecialIds(bos=BOS, eos=EOS, pad=PAD)
@@ -309,3 +310,20 @@ def test_rejects_bad_settings():
 def test_length_penalty_formula():
     assert length_penalty(1, 0.6) == pytest.approx(1.0)
     assert length_penalty(7, 0.6) == pytest.approx(2.0**0.6)
+
+
+@pytest.mark.parametrize("vocab", [1, 50, 127, 128, 130, 8000, 8188])
+def test_row_max_equals_argmax(vocab):
+    """row_max against torch's amax and argmax (first occurrence), with ties across blocks,
+    -inf rows but one, and a maximum in the tail after the last block of 64."""
+    gen = torch.Generator().manual_seed(vocab)
+    logits = torch.randn(7, vocab, generator=gen)
+    logits[0, vocab // 2 :] = logits[0].max() + 1.0  # a tie: the first occurrence wins
+    logits[1] = float("-inf")
+    logits[1, -1] = -3.0
+    logits[2, -1] = 100.0  # the last position (the tail when vocab % 64)
+    logits[3] = 0.5  # all equal
+    value, index = row_max(logits)
+    assert index.dtype == torch.int64
+    assert torch.equal(index, logits.argmax(dim=-1))
+    assert torch.equal(value, logits.amax(dim=-1))

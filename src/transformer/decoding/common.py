@@ -173,6 +173,34 @@ def next_logits(
     return logits, log_z
 
 
+_BLOCK = 64  # row_max's block width: 8,000 logits -> 125 block maxima
+
+
+def row_max(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """logits (N, V) -> (the row maxima (N,), the index of each maximum's first occurrence
+    (N,) int64): `logits.max(dim=-1)`, faster on the CPU. torch's reduction that tracks the
+    index is not vectorised there (about 0.6 ms for 64 x 8,000 on the AVX2 machine), its `amax`
+    is: so take the maxima of blocks of 64 logits, then the index inside the first block that
+    holds the row's maximum. Rows with NaN are left to `max`."""
+    n, vocab = logits.shape
+    blocks = vocab // _BLOCK
+    if not logits.is_cpu or blocks < 2:
+        return logits.max(dim=-1)
+    head = logits[:, : blocks * _BLOCK].reshape(n, blocks, _BLOCK)  # (N, blocks, 64)
+    best_block = head.amax(dim=-1).argmax(dim=-1)  # (N,) first block holding the maximum
+    inside = head[torch.arange(n, device=logits.device), best_block]  # (N, 64)
+    value, offset = inside.max(dim=-1)
+    index = best_block * _BLOCK + offset
+    if vocab > blocks * _BLOCK:  # the tail after the last whole block wins only if larger
+        tail_value, tail_offset = logits[:, blocks * _BLOCK :].max(dim=-1)
+        later = tail_value > value
+        value = torch.where(later, tail_value, value)
+        index = torch.where(later, tail_offset + blocks * _BLOCK, index)
+    if bool(value.isnan().any()):
+        return logits.max(dim=-1)
+    return value, index
+
+
 def block_eos(logprobs: Tensor, eos_id: int, step: int, mins: Tensor, max_min: int) -> Tensor:
     """Forbid </s> as generated token number `step` (1-based) in the rows whose minimum length
     `mins` (N,) is >= step, so that at least that many tokens precede </s>. logprobs (N, ..., V)

@@ -25,6 +25,7 @@ from transformer.decoding.common import (
     length_limits,
     min_lengths,
     next_logits,
+    row_max,
 )
 
 
@@ -70,7 +71,7 @@ def greedy_decode(
             model, prefix, memory, src_pad_mask, cache, ids, normalize=with_scores
         )  # (N, V), (N,) | None
         block_eos(logits, ids.eos, step, mins[rows], max_min)
-        best, token = logits.max(dim=-1)  # (N,), (N,)
+        best, token = row_max(logits)  # (N,), (N,): logits.max(dim=-1), faster
         if log_z is not None:
             logprob = logprob + (best - log_z)  # log p(token)
         prefix = torch.cat([prefix, token.unsqueeze(1)], dim=1)  # (N, t + 1)
