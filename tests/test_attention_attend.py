@@ -93,6 +93,7 @@ def test_single_query_decoding_path_matches_reference(inputs, grad_mode):
     mode = {"inference": torch.inference_mode, "no_grad": torch.no_grad}.get(grad_mode)
     calls = []
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(A, "_ONE_QUERY_MIN_PAIRS", 1)  # tiny inputs take the path too
         one_query = A._attend_one_query
         mp.setattr(A, "_attend_one_query", lambda *a: calls.append(1) or one_query(*a))
         with mode() if mode else torch.enable_grad():
@@ -101,14 +102,16 @@ def test_single_query_decoding_path_matches_reference(inputs, grad_mode):
     close(out, expected, q.dtype)
 
 
-def test_single_query_path_not_taken_for_training_or_weights():
-    q, k, v = (torch.randn(2, 3, n, 4, requires_grad=True) for n in (1, 5, 5))
+def test_single_query_path_only_for_beam_sized_inference():
+    q, k, v = (torch.randn(256, 4, n, 4, requires_grad=True) for n in (1, 5, 5))
+    with torch.no_grad():
+        assert not A._single_query_inference(q[:255], k, v, False, 0.0)  # 1020 pairs: SDPA
     assert not A._single_query_inference(q, k, v, False, 0.0)  # autograd records
     with torch.no_grad():
         assert A._single_query_inference(q, k, v, False, 0.0)
         assert not A._single_query_inference(q, k, v, True, 0.0)  # need_weights
         assert not A._single_query_inference(q, k, v, False, 0.1)  # dropout
-        assert not A._single_query_inference(torch.randn(2, 3, 2, 4), k, v, False, 0.0)
+        assert not A._single_query_inference(torch.randn(256, 4, 2, 4), k, v, False, 0.0)
 
 
 def legacy_sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False):

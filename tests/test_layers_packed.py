@@ -105,6 +105,17 @@ def test_other_dtypes_fall_back():
     torch.testing.assert_close(y, closed_form(x, layer.weight, layer.bias))
 
 
+def test_inference_tensor_weights_fall_back():
+    """A weight made in inference mode has no version counter: never packed, still right."""
+    with torch.inference_mode():
+        weight, bias = torch.randn(6, 5), torch.randn(6)
+        x = torch.randn(4, 5)
+        packed = P.PackedWeight(weight, bias)
+        y = packed(x)
+    assert packed._packed is None
+    torch.testing.assert_close(y.double(), closed_form(x, weight, bias), rtol=1e-5, atol=1e-5)
+
+
 def tiny_config(**extra):
     return ModelConfig.preset(
         "tiny", src_vocab_size=40, tgt_vocab_size=40, d_model=32, d_ff=64, n_heads=4, **extra
@@ -117,7 +128,7 @@ def test_pack_for_inference_keeps_parameters_and_state_dict():
     n_linear = sum(type(m) is nn.Linear for m in model.modules())
     before = {k: v.clone() for k, v in model.state_dict().items()}
     params = [id(p) for p in model.parameters()]
-    count = P.pack_for_inference(model)
+    count = P.pack_for_inference(model, min_weights=0)
     if not P.packing_available():
         assert count == 0
         return
@@ -137,7 +148,7 @@ def test_packed_transformer_matches_plain(tied):
     torch.manual_seed(1)
     plain = Transformer(tiny_config(tie_output=tied, share_embeddings=tied)).eval()
     packed = copy.deepcopy(plain)
-    P.pack_for_inference(packed)
+    P.pack_for_inference(packed, min_weights=0)
     src, tgt = torch.randint(3, 40, (3, 7)), torch.randint(3, 40, (3, 5))
     with torch.inference_mode():
         expected, got = plain(src, tgt), packed(src, tgt)
@@ -153,18 +164,22 @@ def test_packed_gpt_matches_plain():
     torch.manual_seed(2)
     plain = GPT(tiny_config()).eval()
     packed = copy.deepcopy(plain)
-    P.pack_for_inference(packed)
+    P.pack_for_inference(packed, min_weights=0)
     idx = torch.randint(0, 40, (2, 9))
     with torch.inference_mode():
         torch.testing.assert_close(packed(idx), plain(idx), rtol=1e-5, atol=1e-5)
 
 
-def test_packed_decoding_gives_the_same_translations():
+def test_packed_decoding_gives_the_same_translations(monkeypatch):
+    """Packed weights and the single-query attention path (forced on for this small batch)
+    against plain nn.Linear and SDPA: the same tokens, the same scores."""
+    import transformer.attention as A
+
     torch.manual_seed(5)
     cfg = tiny_config(dropout=0.0, share_embeddings=False, tie_output=False)
     plain = Transformer(cfg).eval()
     packed = copy.deepcopy(plain)
-    P.pack_for_inference(packed)
+    P.pack_for_inference(packed, min_weights=0)
     ids = SpecialIds(bos=1, eos=2, pad=0)
     src = torch.randint(3, 40, (4, 6))
     src[1, 4:] = 0
@@ -172,17 +187,39 @@ def test_packed_decoding_gives_the_same_translations():
         lambda m: [[h] for h in greedy_decode(m, src, ids, max_len_offset=8)],
         lambda m: beam_search(m, src, ids, beam_size=3, alpha=0.6, n_best=2, max_len_offset=8),
     ):
-        expected, got = decode(plain), decode(packed)
+        monkeypatch.setattr(A, "_ONE_QUERY_MIN_PAIRS", 10**9)  # SDPA
+        expected = decode(plain)
+        monkeypatch.setattr(A, "_ONE_QUERY_MIN_PAIRS", 1)  # batched matrix-vector products
+        got = decode(packed)
         for e_list, g_list in zip(expected, got, strict=True):
             assert [h.tokens for h in g_list] == [h.tokens for h in e_list]
             for e, g in zip(e_list, g_list, strict=True):
                 assert g.score == pytest.approx(e.score, abs=1e-4)
 
 
+@needs_onednn
+def test_only_large_enough_weights_are_packed():
+    """The default threshold leaves the 256 x 256 projections of the Multi30k-sized model on
+    addmm and packs the fused QKV, the FFN and the output layer."""
+    cfg = ModelConfig.preset("base", src_vocab_size=8000, tgt_vocab_size=8000, d_model=256)
+    cfg = cfg.replace(n_heads=4, d_ff=1024, n_encoder_layers=1, n_decoder_layers=1)
+    model = Transformer(cfg)
+    count = P.pack_for_inference(model)
+    packed = {n for n, m in model.named_modules() if isinstance(m, P.PackedLinear)}
+    plain = {n for n, m in model.named_modules() if type(m) is nn.Linear}
+    assert all(m.weight.numel() >= P.MIN_WEIGHTS for n, m in model.named_modules() if n in packed)
+    assert all(m.weight.numel() < P.MIN_WEIGHTS for n, m in model.named_modules() if n in plain)
+    assert (
+        "decoder_layers.0.self_attn.qkv_proj" in packed and "decoder_layers.0.ffn.linear2" in packed
+    )
+    assert "decoder_layers.0.self_attn.out_proj" in plain
+    assert model.packed_output is not None and count == len(packed) + 1
+
+
 def test_without_onednn_nothing_changes(monkeypatch):
     monkeypatch.setattr(P, "packing_available", lambda: False)
     model = Transformer(tiny_config()).eval()
-    assert P.pack_for_inference(model) == 0
+    assert P.pack_for_inference(model, min_weights=0) == 0
     assert model.packed_output is None
     layer = P.PackedLinear.from_linear(random_linear(8, 4, True))
     x = torch.randn(3, 8)

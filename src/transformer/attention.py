@@ -180,17 +180,22 @@ def benchmark(
 # modest finding: see the doc). On CUDA SDPA is the fused flash/memory-efficient kernel, so
 # the rule there is SDPA.
 #
-# One more measured exception, for incremental decoding: a single query per (batch, head), on
-# the CPU, with nothing recorded for autograd. There SDPA's flash kernel pays per-call costs
-# that two batched matrix-vector products (`torch.bmm`) do not: 1.5-2x faster for 256 rows
-# (beam 4 x 64 sentences) over 30 keys on the AVX2 machine; about 10% of a greedy decoding step
-# and 10% of a beam step saved (`transformer bench decode`, docs/benchmarks.md).
+# One more measured exception, for beam search: a single query per (batch, head) for at least
+# 1024 (batch, head) pairs, on the CPU, with nothing recorded for autograd. There two batched
+# matrix-vector products (`torch.bmm`) beat SDPA's flash kernel, 1.3-1.5x at 1024 pairs (beam
+# 4 x 64 sentences x 4 heads) over 16-64 keys, and a beam-4 decoding run ends 1.19x sooner;
+# at 256 pairs (greedy, 64 sentences) SDPA is faster per call (0.6-0.8x) and end to end they
+# tie (`python scripts/micro_bench.py attend-one`, docs/benchmarks.md).
 _FEW_QUERIES, _MANY_KEYS = 8, 16384
+_ONE_QUERY_MIN_PAIRS = 1024
 
 
 def _single_query_inference(q, k, v, need_weights: bool, dropout_p: float) -> bool:
-    """The decoding step's case: T == 1 on the CPU, no dropout, no weights, no autograd."""
+    """The beam-search step's case: T == 1 for >= 1024 (batch, head) pairs on the CPU, no
+    dropout, no weights, no autograd."""
     if q.shape[-2] != 1 or not q.is_cpu or dropout_p > 0 or need_weights:
+        return False
+    if q.shape[0] * q.shape[1] < _ONE_QUERY_MIN_PAIRS:
         return False
     return not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
 

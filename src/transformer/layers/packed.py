@@ -7,15 +7,17 @@ blocked layout its matrix-product kernel reads. Incremental decoding multiplies 
 is faster: 1.1-1.4x for the 256-wide layers and about 2x for the 8000-word output layer on
 the 2-core AVX2 machine (`python scripts/micro_bench.py linear`; docs/benchmarks.md).
 
-`pack_for_inference(model)` swaps every `nn.Linear` inside `model` for a `PackedLinear` that
-shares its parameters (so `state_dict`, `load_state_dict` and checkpoints are unchanged), and
-gives a model with a `packed_output` slot (`Transformer`, `GPT`: the output layer, often the
-tied embedding) a `PackedWeight`. Packing is lazy and safe to leave on:
+`pack_for_inference(model)` swaps every large enough `nn.Linear` inside `model` (at least
+`MIN_WEIGHTS` weights) for a `PackedLinear` that shares its parameters (so `state_dict`,
+`load_state_dict` and checkpoints are unchanged), and gives a model with a `packed_output`
+slot (`Transformer`, `GPT`: the output layer, often the tied embedding) a `PackedWeight`.
+Packing is lazy and safe to leave on:
 - the weight is packed on its first eligible call, and again whenever it changed in place
   (`load_state_dict`, an optimizer step: the tensor's version counter says so);
 - a call falls back to `F.linear` whenever autograd records it (training), the input or weight
-  is not float32 on the CPU, or this torch has no usable oneDNN (checked once, on a small
-  product compared with `F.linear`).
+  is not float32 on the CPU, the weight was created in inference mode (it has no version
+  counter), or this torch has no usable oneDNN (checked once, on a small product compared
+  with `F.linear`).
 
 Shape legend: N rows (any leading dims), I in_features, O out_features.
 """
@@ -65,6 +67,8 @@ class PackedWeight:
             return False
         if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
             return False  # autograd records this call: the plain path has the backward
+        if w.is_inference():
+            return False  # no version counter: a change in place could not be seen
         return packing_available()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,22 +109,31 @@ class PackedLinear(nn.Linear):
         return packed(x)
 
 
-def pack_for_inference(model: nn.Module) -> int:
-    """Swap every plain `nn.Linear` in `model` for a `PackedLinear` sharing its parameters, and
-    fill a `packed_output` slot (the output layer of `Transformer` and `GPT`). In place;
-    returns the number of linear maps packed. Nothing changes when packing is unavailable
-    (the count is then 0) or on inputs it does not apply to (see the module docstring)."""
+# A oneDNN call costs about 35 µs more than an `addmm` one, whatever its size; below about 100k
+# weights (a 256 x 256 projection) the packed product does not win that back: 1.00x at 64
+# rows, 0.98x at 256 (`python scripts/micro_bench.py linear`, docs/benchmarks.md).
+MIN_WEIGHTS = 100_000
+
+
+def pack_for_inference(model: nn.Module, min_weights: int = MIN_WEIGHTS) -> int:
+    """Swap every plain `nn.Linear` in `model` with at least `min_weights` weights for a
+    `PackedLinear` sharing its parameters, and fill a `packed_output` slot (the output layer of
+    `Transformer` and `GPT`) if its weight is that large. In place; returns the number of
+    linear maps packed. Nothing changes when packing is unavailable (the count is then 0), and
+    calls it does not apply to run as before (see the module docstring)."""
     if not packing_available():
         return 0
     count = 0
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
-            if type(child) is nn.Linear:
-                setattr(module, name, PackedLinear.from_linear(child))
-                count += 1
-            elif isinstance(child, PackedLinear):
-                count += 1
-    if hasattr(model, "packed_output") and hasattr(model, "output_weight"):
-        model.packed_output = PackedWeight(model.output_weight)
+            if not isinstance(child, nn.Linear) or child.weight.numel() < min_weights:
+                continue
+            if type(child) is nn.Linear:  # not subclasses, whose forward may differ
+                child = PackedLinear.from_linear(child)
+                setattr(module, name, child)
+            count += isinstance(child, PackedLinear)
+    output = getattr(model, "output_weight", None)
+    if hasattr(model, "packed_output") and output is not None and output.numel() >= min_weights:
+        model.packed_output = PackedWeight(output)
         count += 1
     return count
