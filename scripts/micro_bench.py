@@ -7,6 +7,8 @@
     python scripts/micro_bench.py dropout   # our Dropout vs F.dropout, forward + backward
     python scripts/micro_bench.py linear    # decoding-sized products: packed (oneDNN) vs F.linear
     python scripts/micro_bench.py attend-one  # one query per head: our bmm path vs SDPA
+    python scripts/micro_bench.py attend-decode [--beam 4] [--data-dir D]  # end to end, decoding
+    python scripts/micro_bench.py row-max   # greedy's row_max vs logits.max(dim=-1)
 
 `step` times one training step (forward, backward, Adam) of the Multi30k-sized model (d_model
 256, 4 heads, 3+3 layers, d_ff 1024, vocabulary 8,188, shared embeddings, dropout 0.1) on
@@ -181,7 +183,8 @@ def linear(args) -> None:
     print("| rows | in | out | F.linear ms | packed ms | speed-up |")
     print("|---:|---:|---:|---:|---:|---:|")
     for rows in (64, 256):
-        for n_in, n_out in ((256, 768), (256, 256), (256, 1024), (1024, 256), (256, VOCAB)):
+        sizes = ((8, 8), (256, 768), (256, 256), (256, 1024), (1024, 256), (256, VOCAB))
+        for n_in, n_out in sizes:  # (8, 8): the fixed cost of a call
             plain_ms, packed_ms = _linear_pair(rows, n_in, n_out)
             print(f"| {rows} | {n_in} | {n_out} | {plain_ms:.3f} | {packed_ms:.3f} | "
                   f"{plain_ms / packed_ms:.2f}x |")
@@ -223,6 +226,44 @@ def _attend_pair(batch: int, keys: int) -> tuple[float, float]:
         )
 
 
+def attend_decode(args) -> None:
+    """`transformer bench decode`'s cached decoding of ours (beam `--beam`, 64 sentences a
+    batch, the first 512 test sentences) with the single-query bmm path allowed as shipped
+    and with it switched off (SDPA for every call), alternately, median of 6 rounds."""
+    import transformer.attention as A
+    from transformer.bench import decode as bench
+
+    src, ref_len = bench._tokenized(args.data_dir, 512)
+    batches = bench._batches(src, ref_len, 64, per_sentence=False)
+    run = bench._ours(True, args.beam, with_scores=False)
+    shipped = A._ONE_QUERY_MIN_PAIRS
+
+    def decode(min_pairs: int) -> None:
+        A._ONE_QUERY_MIN_PAIRS = min_pairs
+        for batch in batches:
+            run(*batch)
+
+    try:
+        sdpa_ms, ours_ms = _alternate(lambda: decode(10**9), lambda: decode(shipped), 6, 1)
+    finally:
+        A._ONE_QUERY_MIN_PAIRS = shipped
+    print(f"beam {args.beam}, 512 sentences: SDPA only {sdpa_ms / 1e3:.2f} s, as shipped "
+          f"{ours_ms / 1e3:.2f} s, {sdpa_ms / ours_ms:.3f}x")
+
+
+def row_max(args) -> None:
+    """`transformer.decoding.common.row_max` and `logits.max(dim=-1)` on (rows, 8188) logits."""
+    from transformer.decoding.common import row_max as ours
+
+    for rows in (64, 256):
+        logits = torch.randn(rows, VOCAB)
+        plain_ms, ours_ms = _alternate(
+            lambda x=logits: x.max(dim=-1), lambda x=logits: ours(x), rounds=9, calls=100
+        )
+        print(f"({rows}, {VOCAB}): max {plain_ms:.3f} ms, row_max {ours_ms:.3f} ms, "
+              f"{plain_ms / ours_ms:.2f}x")
+
+
 def _alternate(a, b, rounds: int, calls: int) -> tuple[float, float]:
     """Median ms per call of a and b, timed in alternating rounds (same load for both)."""
     times_a, times_b = [], []
@@ -241,8 +282,14 @@ def _alternate(a, b, rounds: int, calls: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "what", choices=["step", "step-hf", "loss", "dropout", "linear", "attend-one"]
+        "what",
+        choices=[
+            "step", "step-hf", "loss", "dropout", "linear", "attend-one", "attend-decode",
+            "row-max",
+        ],
     )
+    parser.add_argument("--beam", type=int, default=4)
+    parser.add_argument("--data-dir", help="holds multi30k/ (default: $TRANSFORMER_DATA)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=2048)
     parser.add_argument("--bf16", action="store_true")
@@ -251,7 +298,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     commands = {"step": step, "step-hf": step_hf, "loss": loss, "dropout": dropout}
-    commands.update({"linear": linear, "attend-one": attend_one})
+    commands.update({"linear": linear, "attend-one": attend_one, "row-max": row_max})
+    commands["attend-decode"] = attend_decode
     commands[args.what](args)
 
 
