@@ -183,7 +183,7 @@ def benchmark(
 # One more measured exception, for beam search: a single query per (batch, head) for at least
 # 1024 (batch, head) pairs, on the CPU, with nothing recorded for autograd. There two batched
 # matrix-vector products (`torch.bmm`) beat SDPA's flash kernel, 1.3-1.5x at 1024 pairs (beam
-# 4 x 64 sentences x 4 heads) over 16-64 keys, and a beam-4 decoding run ends 1.19x sooner;
+# 4 x 64 sentences x 4 heads) over 16-64 keys, and beam-4 decoding ends 1.06-1.19x sooner;
 # at 256 pairs (greedy, 64 sentences) SDPA is faster per call (0.6-0.8x) and end to end they
 # tie (`python scripts/micro_bench.py attend-one`, docs/benchmarks.md).
 _FEW_QUERIES, _MANY_KEYS = 8, 16384
