@@ -327,3 +327,8 @@ def test_row_max_equals_argmax(vocab):
     assert index.dtype == torch.int64
     assert torch.equal(index, logits.argmax(dim=-1))
     assert torch.equal(value, logits.amax(dim=-1))
+    logits[4, -1] = float("nan")  # NaN, in the tail when vocab % 64: max's answer, NaN
+    value, index = row_max(logits)
+    expected_value, expected_index = logits.max(dim=-1)
+    assert value[4].isnan() and index[4] == expected_index[4]
+    assert torch.equal(value[:4], expected_value[:4]) and torch.equal(index[:4], expected_index[:4])

@@ -205,7 +205,7 @@ def _attend_one_query(q, k, v, mask):
     matrix-vector products over the B·H heads (reshape is free on contiguous k, v)."""
     b, h, _, d_k = q.shape
     s, d_v = k.shape[-2], v.shape[-1]
-    if b * h == 0 or s == 0:
+    if s == 0:
         return q.new_zeros(b, h, 1, d_v)  # no key: the zero vector, as for masked rows
     scores = torch.bmm((q * d_k**-0.5).reshape(b * h, 1, d_k), k.reshape(b * h, s, d_k).mT)
     weights = masked_softmax(scores.view(b, h, 1, s), mask)  # (B, H, 1, S)

@@ -191,14 +191,14 @@ def row_max(logits: Tensor) -> tuple[Tensor, Tensor]:
     inside = head[torch.arange(n, device=logits.device), best_block]  # (N, 64)
     value, offset = inside.max(dim=-1)
     index = best_block * _BLOCK + offset
+    nan = value.isnan()
     if vocab > blocks * _BLOCK:  # the tail after the last whole block wins only if larger
         tail_value, tail_offset = logits[:, blocks * _BLOCK :].max(dim=-1)
         later = tail_value > value
         value = torch.where(later, tail_value, value)
         index = torch.where(later, tail_offset + blocks * _BLOCK, index)
-    if bool(value.isnan().any()):
-        return logits.max(dim=-1)
-    return value, index
+        nan |= tail_value.isnan()
+    return logits.max(dim=-1) if bool(nan.any()) else (value, index)
 
 
 def block_eos(logprobs: Tensor, eos_id: int, step: int, mins: Tensor, max_min: int) -> Tensor:
