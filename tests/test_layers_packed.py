@@ -155,6 +155,8 @@ def test_packed_transformer_matches_plain(tied):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     if P.packing_available():
         assert packed.packed_output is not None and packed.packed_output._packed is not None
+        if not tied:  # the untied output layer is packed once, as packed_output
+            assert type(packed.output_proj) is nn.Linear
     clone = copy.deepcopy(packed)  # the opaque packed tensors are dropped and rebuilt
     with torch.inference_mode():
         torch.testing.assert_close(clone(src, tgt), expected, rtol=1e-5, atol=1e-5)

@@ -124,17 +124,19 @@ def pack_for_inference(model: nn.Module, min_weights: int = MIN_WEIGHTS) -> int:
     calls it does not apply to run as before (see the module docstring)."""
     if not packing_available():
         return 0
+    output = getattr(model, "output_weight", None) if hasattr(model, "packed_output") else None
     count = 0
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if not isinstance(child, nn.Linear) or child.weight.numel() < min_weights:
                 continue
+            if child.weight is output:  # an untied output layer: packed_output calls it
+                continue
             if type(child) is nn.Linear:  # not subclasses, whose forward may differ
                 child = PackedLinear.from_linear(child)
                 setattr(module, name, child)
             count += isinstance(child, PackedLinear)
-    output = getattr(model, "output_weight", None)
-    if hasattr(model, "packed_output") and output is not None and output.numel() >= min_weights:
+    if output is not None and output.numel() >= min_weights:
         model.packed_output = PackedWeight(output)
         count += 1
     return count
