@@ -79,39 +79,44 @@ def test_attend_fixup_path_matches_reference(inputs):
 
 @settings(max_examples=40, deadline=None)
 @given(inputs=attend_inputs(), grad_mode=st.sampled_from(["inference", "no_grad", "plain"]))
-def test_single_query_decoding_path_matches_reference(inputs, grad_mode):
-    """T == 1 without autograd (a decoding step): the batched matrix-vector path, taken, against
-    the loop reference; causal=True hides nothing from the newest position."""
+def test_few_queries_decoding_path_matches_reference(inputs, grad_mode):
+    """A decoding step without autograd: T <= 4 queries that see every key (not causal, or the
+    newest position alone with causal=True), through the batched-matrix-product path, taken,
+    against the loop reference."""
     q, k, v, mask, causal = inputs
-    q = q[:, :, -1:]  # (B, H, 1, Dk)
-    if mask is not None and mask.dim() == 4:
-        mask = mask[:, :, -1:]
-    elif mask is not None:
-        mask = mask[-1:]  # a (1, S) pattern
-    s = k.shape[-2]
-    expected, _ = reference_attention(q, k, v, combined_mask(mask, causal, 1, s))
+    if causal:  # the single newest query: causal=True hides nothing from it
+        q = q[:, :, -1:]  # (B, H, 1, Dk)
+        if mask is not None:
+            mask = mask[:, :, -1:] if mask.dim() == 4 else mask[-1:]
+    t, s = q.shape[-2], k.shape[-2]
+    expected, _ = reference_attention(q, k, v, combined_mask(mask, causal, t, s))
     mode = {"inference": torch.inference_mode, "no_grad": torch.no_grad}.get(grad_mode)
     calls = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(A, "_ONE_QUERY_MIN_PAIRS", 1)  # tiny inputs take the path too
-        one_query = A._attend_one_query
-        mp.setattr(A, "_attend_one_query", lambda *a: calls.append(1) or one_query(*a))
+        mp.setattr(A, "_BMM_MIN_ROWS", 1)  # tiny inputs take the path too
+        few = A._attend_few_queries
+        mp.setattr(A, "_attend_few_queries", lambda *a: calls.append(1) or few(*a))
         with mode() if mode else torch.enable_grad():
             out, weights = A.attend(q, k, v, mask, causal=causal)
     assert calls and weights is None
     close(out, expected, q.dtype)
 
 
-def test_single_query_path_only_for_beam_sized_inference():
+def test_few_queries_path_only_for_beam_sized_inference():
     q, k, v = (torch.randn(256, 4, n, 4, requires_grad=True) for n in (1, 5, 5))
+    few = A._few_queries_inference
     with torch.no_grad():
-        assert not A._single_query_inference(q[:255], k, v, False, 0.0)  # 1020 pairs: SDPA
-    assert not A._single_query_inference(q, k, v, False, 0.0)  # autograd records
+        assert not few(q[:255], k, v, False, False, 0.0)  # 1020 rows: SDPA
+    assert not few(q, k, v, False, False, 0.0)  # autograd records
     with torch.no_grad():
-        assert A._single_query_inference(q, k, v, False, 0.0)
-        assert not A._single_query_inference(q, k, v, True, 0.0)  # need_weights
-        assert not A._single_query_inference(q, k, v, False, 0.1)  # dropout
-        assert not A._single_query_inference(torch.randn(256, 4, 2, 4), k, v, False, 0.0)
+        assert few(q, k, v, True, False, 0.0)  # one causal query sees every key
+        assert not few(q, k, v, False, True, 0.0)  # need_weights
+        assert not few(q, k, v, False, False, 0.1)  # dropout
+        grouped = torch.randn(64, 4, 4, 4)  # 4 beams x 64 sentences x 4 heads = 1024 rows
+        assert few(grouped, k[:64], v[:64], False, False, 0.0)
+        assert not few(grouped, k[:64], v[:64], True, False, 0.0)  # causal over 4 queries
+        assert not few(grouped[:63], k[:63], v[:63], False, False, 0.0)  # 1008 rows
+        assert not few(torch.randn(32, 4, 9, 4), k[:32], v[:32], False, False, 0.0)  # T > 8
 
 
 def legacy_sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False):

@@ -28,7 +28,7 @@ class FakeCache:
     def length(self) -> int:
         return 0 if self.prefix is None else self.prefix.size(1)
 
-    def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
+    def reorder(self, index: torch.Tensor, cross: bool | torch.Tensor = True) -> None:
         self.prefix = self.prefix[index]
 
 
@@ -50,8 +50,10 @@ class ScriptedDecoder:
             cache.prefix = full
         start = full.size(1) - tgt.size(1)
         logits = torch.full((tgt.size(0), tgt.size(1), self.vocab), NEG)
+        group = full.size(0) // memory.size(0)  # target rows per memory row (beams)
         for row in range(full.size(0)):
-            source = tuple(memory[row, ~src_pad_mask[row], 0].long().tolist())
+            sent = row // group
+            source = tuple(memory[sent, ~src_pad_mask[sent], 0].long().tolist())
             for pos in range(start, full.size(1)):
                 prefix = tuple(full[row, 1 : pos + 1].tolist())
                 for token, prob in self.script(source, prefix).items():

@@ -189,9 +189,9 @@ def test_packed_decoding_gives_the_same_translations(monkeypatch):
         lambda m: [[h] for h in greedy_decode(m, src, ids, max_len_offset=8)],
         lambda m: beam_search(m, src, ids, beam_size=3, alpha=0.6, n_best=2, max_len_offset=8),
     ):
-        monkeypatch.setattr(A, "_ONE_QUERY_MIN_PAIRS", 10**9)  # SDPA
+        monkeypatch.setattr(A, "_BMM_MIN_ROWS", 10**9)  # SDPA
         expected = decode(plain)
-        monkeypatch.setattr(A, "_ONE_QUERY_MIN_PAIRS", 1)  # batched matrix-vector products
+        monkeypatch.setattr(A, "_BMM_MIN_ROWS", 1)  # batched matrix products
         got = decode(packed)
         for e_list, g_list in zip(expected, got, strict=True):
             assert [h.tokens for h in g_list] == [h.tokens for h in e_list]

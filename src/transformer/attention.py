@@ -180,36 +180,40 @@ def benchmark(
 # modest finding: see the doc). On CUDA SDPA is the fused flash/memory-efficient kernel, so
 # the rule there is SDPA.
 #
-# One more measured exception, for beam search: a single query per (batch, head) for at least
-# 1024 (batch, head) pairs, on the CPU, with nothing recorded for autograd. There two batched
-# matrix-vector products (`torch.bmm`) beat SDPA's flash kernel, 1.3-1.5x at 1024 pairs (beam
-# 4 x 64 sentences x 4 heads) over 16-64 keys, and beam-4 decoding ends 1.06-1.19x sooner;
-# at 256 pairs (greedy, 64 sentences) SDPA is faster per call (0.6-0.8x) and end to end they
-# tie (`python scripts/micro_bench.py attend-one`, docs/benchmarks.md).
+# One more measured exception, for beam search: a few queries per (batch, head) (T <= 8, each
+# sees every key: T == 1 or not causal), at least 1024 (batch, head, query) rows in all, on the
+# CPU, with nothing recorded for autograd. There two batched matrix products (`torch.bmm`) beat
+# SDPA's flash kernel: 1.3-1.5x for one query over 1024 (batch, head) pairs (beam 4 x 64
+# sentences x 4 heads, self-attention) over 16-64 keys, and 1.3-3.4x for the 4 beams of a
+# sentence querying its source together (64 sentences x 4 heads x 4 queries, cross-attention
+# with memory shared by the beams); at 256 single-query pairs (greedy, 64 sentences) SDPA is
+# as fast or faster (0.6-1.1x, noisy) and greedy keeps it (`python scripts/micro_bench.py
+# attend-one`, docs/benchmarks.md).
 _FEW_QUERIES, _MANY_KEYS = 8, 16384
-_ONE_QUERY_MIN_PAIRS = 1024
+_BMM_MIN_ROWS = 1024
 
 
-def _single_query_inference(q, k, v, need_weights: bool, dropout_p: float) -> bool:
-    """The beam-search step's case: T == 1 for >= 1024 (batch, head) pairs on the CPU, no
-    dropout, no weights, no autograd."""
-    if q.shape[-2] != 1 or not q.is_cpu or dropout_p > 0 or need_weights:
+def _few_queries_inference(q, k, v, causal: bool, need_weights: bool, dropout_p: float) -> bool:
+    """The beam-search step's case: T <= 8 queries that each see every key, >= 1024
+    (batch, head, query) rows, on the CPU, no dropout, no weights, no autograd."""
+    t = q.shape[-2]
+    if t > _FEW_QUERIES or (causal and t > 1) or not q.is_cpu or dropout_p > 0 or need_weights:
         return False
-    if q.shape[0] * q.shape[1] < _ONE_QUERY_MIN_PAIRS:
+    if q.shape[0] * q.shape[1] * t < _BMM_MIN_ROWS:
         return False
     return not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
 
 
-def _attend_one_query(q, k, v, mask):
-    """q (B, H, 1, Dk), k (B, H, S, Dk), v (B, H, S, Dv) -> (B, H, 1, Dv) as two batched
-    matrix-vector products over the B·H heads (reshape is free on contiguous k, v)."""
-    b, h, _, d_k = q.shape
+def _attend_few_queries(q, k, v, mask):
+    """q (B, H, T, Dk), k (B, H, S, Dk), v (B, H, S, Dv) -> (B, H, T, Dv) as two batched
+    matrix products over the B·H heads (reshape is free on contiguous k, v); no causal mask."""
+    b, h, t, d_k = q.shape
     s, d_v = k.shape[-2], v.shape[-1]
     if s == 0:
-        return q.new_zeros(b, h, 1, d_v)  # no key: the zero vector, as for masked rows
-    scores = torch.bmm((q * d_k**-0.5).reshape(b * h, 1, d_k), k.reshape(b * h, s, d_k).mT)
-    weights = masked_softmax(scores.view(b, h, 1, s), mask)  # (B, H, 1, S)
-    return torch.bmm(weights.view(b * h, 1, s), v.reshape(b * h, s, d_v)).view(b, h, 1, d_v)
+        return q.new_zeros(b, h, t, d_v)  # no key: the zero vector, as for masked rows
+    scores = torch.bmm((q * d_k**-0.5).reshape(b * h, t, d_k), k.reshape(b * h, s, d_k).mT)
+    weights = masked_softmax(scores.view(b, h, t, s), mask)  # (B, H, T, S)
+    return torch.bmm(weights.view(b * h, t, s), v.reshape(b * h, s, d_v)).view(b, h, t, d_v)
 
 
 def _broadcasting_is_faster(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
@@ -334,9 +338,9 @@ def attend(
     mask is built), except in one measured corner; with it, broadcasting. See the dispatch
     note above.
     """
-    if _single_query_inference(q, k, v, need_weights, dropout_p):
-        # The one query is the newest position: with causal=True it sees every key.
-        return _attend_one_query(q, k, v, mask), None
+    if _few_queries_inference(q, k, v, causal, need_weights, dropout_p):
+        # Every query sees every key (a causal single query is the newest position).
+        return _attend_few_queries(q, k, v, mask), None
     if not need_weights and not _broadcasting_is_faster(q, k, v):
         return _attend_sdpa(q, k, v, mask, causal, dropout_p), None
     if mask is not None and mask.dtype != torch.bool:

@@ -17,7 +17,8 @@ Each step, per sentence, the K live beams are expanded over the vocabulary and t
   (as Hugging Face `generate` and fairseq), or with `exact=True` logprob / lp(length limit),
   a true upper bound (log-probabilities only fall, lp only grows), which makes the result
   identical to running every sentence to its limit.
-Finished sentences leave the batch.
+Finished sentences leave the batch. The encoder output is not repeated per beam: the K beams
+of a sentence share its memory row (`Seq2SeqDecoder.decode`).
 
 Shape legend: B batch, N sentences still being decoded, K beam, S source length, t prefix
 length, D d_model, V vocabulary.
@@ -102,8 +103,8 @@ def beam_search(
     limits = length_limits(src, ids.pad, max_len, max_len_offset, max_positions)  # (B,)
     mins = min_lengths(src, min_len)  # (B,)
     max_min = int(mins.max())
-    memory = model.encode(src).repeat_interleave(k, dim=0)  # (B*K, S, D)
-    src_pad_mask = src.eq(ids.pad).repeat_interleave(k, dim=0)  # (B*K, S)
+    memory = model.encode(src)  # (B, S, D): shared by the K beams of each sentence
+    src_pad_mask = src.eq(ids.pad)  # (B, S)
     scores = torch.full((batch, k), NEG_INF, device=device)  # (N, K) beam logprobs
     scores[:, 0] = 0.0  # one live beam at the start: the others would duplicate it
     prefix = torch.full((batch * k, 1), ids.bos, dtype=torch.long, device=device)  # (N*K, t)
@@ -129,11 +130,10 @@ def beam_search(
         rows = src_row[keep].view(-1)  # (N'*K,) rows of the old cache feeding the new beams
         any_done = bool(done.any())
         if cache is not None and keep.numel():  # cross K/V only change when sentences leave
-            cache.reorder(rows, cross=any_done)
+            cache.reorder(rows, cross=keep if any_done else False)
         if any_done:
             beams_kept = (keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
-            prefix, memory = prefix[beams_kept], memory[beams_kept]
-            src_pad_mask = src_pad_mask[beams_kept]
+            prefix, memory, src_pad_mask = prefix[beams_kept], memory[keep], src_pad_mask[keep]
             scores, sents = scores[keep], sents[keep]
     return [pool.hyps for pool in pools]
 

@@ -23,10 +23,12 @@ class Cache(Protocol):
 
     length: int
 
-    def reorder(self, index: Tensor, cross: bool = True) -> None:
-        """Keep/reorder batch rows: index (N',) int64 into the current N rows. `cross=False`
-        may leave per-source state (cross-attention keys/values) as it is: beam search says so
-        when every row moves within its own sentence's beams, whose sources are equal."""
+    def reorder(self, index: Tensor, cross: bool | Tensor = True) -> None:
+        """Keep/reorder batch rows: index (N',) int64 into the current N rows. Per-source
+        state (cross-attention keys/values, one row per memory row) follows `index` when
+        `cross` is True (greedy: one memory row per target row), may stay as it is when False
+        (beam search, when every row moves within its own sentence's beams), and keeps the
+        memory rows `cross` (M',) int64 when given (beam search, when sentences leave)."""
 
 
 class Seq2SeqDecoder(Protocol):
@@ -38,8 +40,10 @@ class Seq2SeqDecoder(Protocol):
     def decode(
         self, tgt: Tensor, memory: Tensor, src_pad_mask: Tensor, cache: Cache | None = None
     ) -> Tensor:
-        """tgt (B, T) int64 -> logits (B, T, V). With a cache, tgt holds only the new positions
-        cache.length .. cache.length + T - 1."""
+        """tgt (B·G, T) int64, memory (B, S, D), src_pad_mask (B, S) -> logits (B·G, T, V):
+        memory row b serves the G >= 1 target rows b·G .. b·G + G - 1 (greedy G = 1, beam
+        search G = K beams). With a cache, tgt holds only the new positions cache.length ..
+        cache.length + T - 1."""
 
 
 CacheFactory = Callable[[], Cache]

@@ -23,9 +23,10 @@ from transformer.attention import attend
 class LayerCache:
     """One decoder layer's incremental-decoding state.
 
-    k, v: self-attention keys/values of every position decoded so far, (B, H, L, Dk|Dv);
+    k, v: self-attention keys/values of every position decoded so far, (B·G, H, L, Dk|Dv);
     cross_k, cross_v: the encoder output's projected keys/values, (B, H, S, Dk|Dv),
-    computed on the first cached call and reused.
+    computed on the first cached call and reused (one row per memory row: G target rows
+    share it, see `CrossAttention`).
     """
 
     def __init__(self) -> None:
@@ -42,12 +43,19 @@ class LayerCache:
         self.k, self.v = k, v
         return k, v
 
-    def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
-        """Keep/reorder batch rows: index (B',) int64; `cross=False` leaves cross_k/v alone."""
-        for name in ("k", "v", "cross_k", "cross_v") if cross else ("k", "v"):
+    def reorder(self, index: torch.Tensor, cross: bool | torch.Tensor = True) -> None:
+        """Keep/reorder batch rows: index (B',) int64 into k, v. cross_k/v follow `index` when
+        `cross` is True, stay as they are when False, and keep the rows of `cross` when it is
+        an int64 index (memory rows, when memory is shared by groups of target rows)."""
+        rows = {"k": index, "v": index}
+        if cross is True:
+            rows.update(cross_k=index, cross_v=index)
+        elif isinstance(cross, torch.Tensor):
+            rows.update(cross_k=cross, cross_v=cross)
+        for name, select in rows.items():
             value = getattr(self, name)
             if value is not None:
-                setattr(self, name, value.index_select(0, index))
+                setattr(self, name, value.index_select(0, select))
 
 
 def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -103,10 +111,13 @@ class SelfAttention(_MultiHead):
 
 
 class CrossAttention(_MultiHead):
-    """Encoder-decoder attention: queries from x (B, T, D), keys/values from memory (B, S, D).
+    """Encoder-decoder attention: queries from x (B·G, T, D), keys/values from memory (B, S, D).
 
-    mask: (B, 1, 1, S) bool, True = padded source position. With a `LayerCache`, the
-    projected keys/values of `memory` are computed once and reused on later calls.
+    mask: (B, 1, 1, S) bool, True = padded source position. Each memory row serves G >= 1
+    consecutive rows of x (beam search: the K beams of a sentence read its source once, not K
+    times): their G·T queries attend to it together, which is the same attention as G copies
+    of the memory, with the keys/values projected, stored and read once. With a `LayerCache`,
+    the projected keys/values of `memory` are computed once and reused on later calls.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_k: int, d_v: int, dropout: float) -> None:
@@ -115,7 +126,17 @@ class CrossAttention(_MultiHead):
         self.kv_proj = nn.Linear(d_model, n_heads * (d_k + d_v))  # [W^K; W^V]
 
     def forward(self, x, memory, mask=None, cache: LayerCache | None = None, need_weights=False):
-        q = _split_heads(self.q_proj(x), self.n_heads)  # (B, H, T, Dk)
+        group = x.size(0) // memory.size(0) if memory.size(0) else 1  # G
+        q = _group_rows(_split_heads(self.q_proj(x), self.n_heads), group)  # (B, H, G·T, Dk)
+        k, v = self._keys_values(memory, cache)  # (B, H, S, Dk|Dv)
+        p = self.dropout if self.training else 0.0
+        out, weights = attend(q, k, v, mask=mask, dropout_p=p, need_weights=need_weights)
+        out = _ungroup_rows(out, group)  # (B·G, H, T, Dv)
+        weights = None if weights is None else _ungroup_rows(weights, group)  # (B·G, H, T, S)
+        return self.out_proj(_merge_heads(out)), weights  # (B·G, T, D)
+
+    def _keys_values(self, memory, cache: LayerCache | None):
+        """The projected keys and values of memory (B, S, D): (B, H, S, Dk), (B, H, S, Dv)."""
         if cache is not None and cache.cross_k is not None:
             k, v = cache.cross_k, cache.cross_v
         else:
@@ -125,7 +146,23 @@ class CrossAttention(_MultiHead):
             k, v = _split_heads(k, self.n_heads), _split_heads(v, self.n_heads)  # (B, H, S, .)
             if cache is not None:  # contiguous once, not re-copied by every step's matmul
                 cache.cross_k, cache.cross_v = k.contiguous(), v.contiguous()
-        return self._attend(q, k, v, mask, False, need_weights)
+        return k, v
+
+
+def _group_rows(x: torch.Tensor, group: int) -> torch.Tensor:
+    """(B·G, H, T, Dh) -> (B, H, G·T, Dh): the queries of G consecutive rows side by side."""
+    if group == 1:
+        return x
+    bg, h, t, d = x.shape
+    return x.view(bg // group, group, h, t, d).transpose(1, 2).reshape(bg // group, h, -1, d)
+
+
+def _ungroup_rows(x: torch.Tensor, group: int) -> torch.Tensor:
+    """(B, H, G·T, X) -> (B·G, H, T, X), the inverse of `_group_rows`."""
+    if group == 1:
+        return x
+    b, h, gt, d = x.shape
+    return x.view(b, h, group, gt // group, d).transpose(1, 2).reshape(b * group, h, -1, d)
 
 
 def init_linear_(layer: nn.Linear, fan_out_blocks: list[int] | None = None) -> None:

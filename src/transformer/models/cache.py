@@ -38,18 +38,30 @@ class KVCache:
         """Record that the model appended `n_new` positions (called by the model)."""
         self._length += n_new
 
-    def reorder(self, index: torch.Tensor, cross: bool = True) -> None:
+    def reorder(self, index: torch.Tensor, cross: bool | torch.Tensor = True) -> None:
         """Keep/reorder batch rows of every cached tensor: index (B',) int64 into the batch.
-        `cross=False` keeps the cross-attention keys/values as they are (valid when each new
-        row comes from a row with the same source, as beams within a sentence; a copy saved
-        every beam-search step). Callers reorder `memory` and `src_pad_mask` themselves."""
-        if index.dtype != torch.int64 or index.dim() != 1:
-            raise ValueError(
-                f"reorder expects a 1-D int64 index, got {index.dtype} "
-                f"of shape {tuple(index.shape)}"
-            )
+
+        The cross-attention keys/values have one row per memory row. `cross=True`: they follow
+        `index` too (memory rows are target rows, as in greedy decoding). `cross=False`: they
+        stay as they are (valid when each new row comes from a row with the same source, as
+        beams within a sentence; a copy saved every beam-search step). `cross` an int64 index
+        (M',): keep those memory rows (beam search with memory shared by a sentence's beams,
+        when sentences leave). Callers reorder `memory` and `src_pad_mask` themselves."""
+        _check_index("index", index)
+        if not isinstance(cross, bool):
+            _check_index("cross", cross)
         for layer in self.layers:
             layer.reorder(index, cross)
 
     def __repr__(self) -> str:
         return f"KVCache(length={self._length}, layers={len(self.layers)})"
+
+
+def _check_index(name: str, value: object) -> None:
+    if not isinstance(value, torch.Tensor) or value.dtype != torch.int64 or value.dim() != 1:
+        what = (
+            f"{value.dtype} of shape {tuple(value.shape)}"
+            if isinstance(value, torch.Tensor)
+            else type(value).__name__
+        )
+        raise ValueError(f"reorder expects {name} as a 1-D int64 index, got {what}")

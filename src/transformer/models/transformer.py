@@ -135,14 +135,25 @@ class Transformer(nn.Module):
         cache: KVCache | None = None,
         need_weights: bool = False,
     ):
-        """tgt (B, T) int64, memory (B, S, D), src_pad_mask (B, S) bool (True = padding) or None
-        -> logits (B, T, V); with `need_weights`, (logits, AttentionWeights with encoder=[]).
+        """tgt (B·G, T) int64, memory (B, S, D), src_pad_mask (B, S) bool (True = padding) or
+        None -> logits (B·G, T, V); with `need_weights`, (logits, AttentionWeights with
+        encoder=[]).
+
+        G >= 1 consecutive target rows may share one memory row (beam search's K beams of a
+        sentence: G = K), which gives the logits of repeating each memory row G times, with
+        the cross-attention keys/values computed and read once per sentence.
 
         With a `KVCache`, tgt holds the tokens at positions cache.length .. cache.length+T-1
         only; their keys/values are appended to the cache, and the cross-attention keys/values
         of `memory` are computed on the first cached call and reused afterwards.
         """
         check_ids("tgt", tgt, self.config.tgt_vocab_size)
+        rows, memory_rows = tgt.size(0), memory.size(0)
+        if rows % max(memory_rows, 1) or memory_rows == 0 < rows:
+            raise ValueError(
+                f"tgt's batch ({rows} rows) must be a multiple of memory's ({memory_rows} "
+                f"rows): each memory row serves that many consecutive target rows"
+            )
         if src_pad_mask is not None and src_pad_mask.shape != memory.shape[:2]:
             raise ValueError(
                 f"src_pad_mask must be (batch, source length) = "
