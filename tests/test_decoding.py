@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from transformer.decoding import SpecialIds, beam_search, greedy_decode, length_penalty
-from transformer.decoding.common import row_max
+from transformer.decoding.common import row_max, row_topk
 
 PAD, BOS, EOS, A, B, C = 0, 1, 2, 3, 4, 5
 IDS = SpecialIds(bos=BOS, eos=EOS, pad=PAD)
@@ -334,3 +334,39 @@ def test_row_max_equals_argmax(vocab):
     expected_value, expected_index = logits.max(dim=-1)
     assert value[4].isnan() and index[4] == expected_index[4]
     assert torch.equal(value[:4], expected_value[:4]) and torch.equal(index[:4], expected_index[:4])
+
+
+def sort_reference(row: list[float], k: int) -> list[float]:
+    """The k largest values of a row by a plain Python sort (NaN-free rows)."""
+    return sorted(row, reverse=True)[:k]
+
+
+@pytest.mark.parametrize("vocab", [1, 50, 255, 256, 300, 8000, 8188])
+@pytest.mark.parametrize("k", [1, 2, 8, 16])
+def test_row_topk_equals_a_full_sort(vocab, k):
+    """row_topk against a plain sort of each row: the same values in the same order, and
+    indices that point at them (distinct values: exactly topk's indices). Rows with ties
+    across blocks, all equal, -inf but a few, large values in the tail, and one with NaN."""
+    k = min(k, vocab)
+    gen = torch.Generator().manual_seed(vocab * 31 + k)
+    logits = torch.randn(8, vocab, generator=gen)
+    logits[0, vocab // 3 :: 7] = logits[0].max() + 1.0  # ties among the largest
+    logits[1] = float("-inf")
+    logits[1, -3:] = torch.tensor([-3.0, -1.0, -2.0])[: min(3, vocab)]
+    logits[2, -k:] = 100.0 + torch.arange(k, dtype=torch.float)  # the tail when vocab % 64
+    logits[3] = 0.5  # all equal
+    logits[4, ::64] = 50.0  # one maximum at the start of every block
+    distinct = torch.randperm(vocab, generator=gen).float()  # row 5: no ties at all
+    logits[5] = distinct
+    values, index = row_topk(logits, k)
+    assert values.shape == index.shape == (8, k) and index.dtype == torch.int64
+    for row in range(8):
+        assert values[row].tolist() == sort_reference(logits[row].tolist(), k)
+        assert torch.equal(logits[row, index[row]], values[row])
+        assert len(set(index[row].tolist())) == k  # k different positions
+    assert torch.equal(index[5], distinct.topk(k).indices)
+    logits[6, vocab // 2] = float("nan")  # left to topk: NaN ranks first there
+    values, index = row_topk(logits, k)
+    expected = logits.topk(k, dim=-1)
+    assert torch.equal(values[6].isnan(), expected.values[6].isnan())
+    assert torch.equal(index[6], expected.indices[6])

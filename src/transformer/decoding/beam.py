@@ -42,6 +42,7 @@ from transformer.decoding.common import (
     length_penalty,
     min_lengths,
     next_logits,
+    row_topk,
 )
 
 NEG_INF = float("-inf")
@@ -149,7 +150,7 @@ def _best_candidates(model, prefix, memory, src_pad_mask, cache, ids, scores, st
     logits, log_z = next_logits(model, prefix, memory, src_pad_mask, cache, ids)  # (N*K, V)
     vocab = logits.size(-1)
     block_eos(logits.view(n, k, vocab), ids.eos, step, mins, max_min)
-    row_top, row_token = logits.topk(min(2 * k, vocab), dim=-1)  # (N*K, W) each
+    row_top, row_token = row_topk(logits, min(2 * k, vocab))  # (N*K, W): logits.topk
     width = row_top.size(-1)
     cand = scores.unsqueeze(-1) + (row_top - log_z.unsqueeze(-1)).view(n, k, width)  # (N,K,W)
     top, flat = cand.view(n, k * width).topk(min(2 * k, k * width), dim=1)  # (N, 2K) sorted

@@ -205,6 +205,35 @@ def row_max(logits: Tensor) -> tuple[Tensor, Tensor]:
     return logits.max(dim=-1) if bool(nan.any()) else (value, index)
 
 
+def row_topk(logits: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """logits (N, V) -> (the k largest values of each row, sorted, (N, k); their indices (N, k)
+    int64): `logits.topk(k, dim=-1)`, faster on the CPU for k << V (beam search's 2K per row).
+
+    torch's top-k walks every logit of a row (about 3 ms for 256 x 8,000 on the AVX2
+    machine); `amax` over blocks of 64 is vectorised. A row's k largest values lie in its k
+    blocks with the largest maxima (plus the tail after the last whole block): a logit
+    outside them is beaten by k block maxima. So take those k·64 candidates and their top k.
+    Among equal values the indices returned may differ from `topk`'s (which does not order
+    ties either); the values are the same. Rows with NaN are left to `topk`."""
+    n, vocab = logits.shape
+    blocks = vocab // _BLOCK
+    if not logits.is_cpu or blocks < 4 * k:
+        return logits.topk(k, dim=-1)
+    cut = blocks * _BLOCK
+    head = logits[:, :cut].reshape(n, blocks, _BLOCK)  # (N, blocks, 64)
+    block_max = head.amax(dim=-1)  # (N, blocks)
+    chosen = block_max.topk(k, dim=-1).indices  # (N, k) blocks holding the k largest
+    cand = head[torch.arange(n, device=logits.device).unsqueeze(1), chosen].view(n, -1)
+    index = (chosen.unsqueeze(-1) * _BLOCK + torch.arange(_BLOCK)).view(n, -1)  # (N, k·64)
+    if vocab > cut:  # the tail is always a candidate
+        cand = torch.cat([cand, logits[:, cut:]], dim=1)
+        index = torch.cat([index, torch.arange(cut, vocab).expand(n, -1)], dim=1)
+    values, pos = cand.topk(k, dim=-1)  # (N, k)
+    if bool(block_max.isnan().any()) or bool(cand.isnan().any()):
+        return logits.topk(k, dim=-1)
+    return values, index.gather(1, pos)
+
+
 def block_eos(logprobs: Tensor, eos_id: int, step: int, mins: Tensor, max_min: int) -> Tensor:
     """Forbid </s> as generated token number `step` (1-based) in the rows whose minimum length
     `mins` (N,) is >= step, so that at least that many tokens precede </s>. logprobs (N, ..., V)

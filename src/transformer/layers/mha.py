@@ -27,35 +27,68 @@ class LayerCache:
     cross_k, cross_v: the encoder output's projected keys/values, (B, H, S, Dk|Dv),
     computed on the first cached call and reused (one row per memory row: G target rows
     share it, see `CrossAttention`).
+
+    `reorder` of k, v is applied lazily: the next `append` selects the rows and appends the new
+    positions in one copy (beam search reorders and appends every step: one pass over the
+    cache instead of two). Reading `k` or `v` applies a pending reorder.
     """
 
     def __init__(self) -> None:
-        self.k: torch.Tensor | None = None
-        self.v: torch.Tensor | None = None
+        self._k: torch.Tensor | None = None
+        self._v: torch.Tensor | None = None
+        self._rows: torch.Tensor | None = None  # a reorder not yet applied to _k, _v
         self.cross_k: torch.Tensor | None = None
         self.cross_v: torch.Tensor | None = None
 
+    @property
+    def k(self) -> torch.Tensor | None:
+        self._apply_rows()
+        return self._k
+
+    @property
+    def v(self) -> torch.Tensor | None:
+        self._apply_rows()
+        return self._v
+
+    def _apply_rows(self) -> None:
+        if self._rows is not None and self._k is not None:
+            self._k, self._v = (x.index_select(0, self._rows) for x in (self._k, self._v))
+        self._rows = None
+
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append new keys/values (B, H, T_new, Dk|Dv) along the position axis; return all."""
-        if self.k is not None:
-            k = torch.cat([self.k, k], dim=2)  # (B, H, L + T_new, Dk)
-            v = torch.cat([self.v, v], dim=2)
-        self.k, self.v = k, v
-        return k, v
+        if self._k is None:
+            self._k, self._v = k, v
+        else:
+            self._k = _select_and_append(self._k, self._rows, k)  # (B, H, L + T_new, Dk)
+            self._v = _select_and_append(self._v, self._rows, v)
+        self._rows = None
+        return self._k, self._v
 
     def reorder(self, index: torch.Tensor, cross: bool | torch.Tensor = True) -> None:
         """Keep/reorder batch rows: index (B',) int64 into k, v. cross_k/v follow `index` when
         `cross` is True, stay as they are when False, and keep the rows of `cross` when it is
         an int64 index (memory rows, when memory is shared by groups of target rows)."""
-        rows = {"k": index, "v": index}
-        if cross is True:
-            rows.update(cross_k=index, cross_v=index)
-        elif isinstance(cross, torch.Tensor):
-            rows.update(cross_k=cross, cross_v=cross)
-        for name, select in rows.items():
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, value.index_select(0, select))
+        self._rows = index if self._rows is None else self._rows.index_select(0, index)
+        select = index if cross is True else cross if isinstance(cross, torch.Tensor) else None
+        if select is not None and self.cross_k is not None:
+            self.cross_k = self.cross_k.index_select(0, select)
+            self.cross_v = self.cross_v.index_select(0, select)
+
+
+def _select_and_append(old: torch.Tensor, rows: torch.Tensor | None, new: torch.Tensor):
+    """cat([old.index_select(0, rows), new], dim=2), the selection written straight into the
+    result (plain cat when rows is None, and under autograd, which `out=` does not support).
+    old (B, H, L, Dh), rows (B',), new (B', H, T, Dh) -> (B', H, L + T, Dh)."""
+    if rows is None:
+        return torch.cat([old, new], dim=2)
+    if torch.is_grad_enabled() and (old.requires_grad or new.requires_grad):
+        return torch.cat([old.index_select(0, rows), new], dim=2)
+    length = old.size(2)
+    out = old.new_empty(rows.numel(), old.size(1), length + new.size(2), old.size(3))
+    torch.index_select(old, 0, rows, out=out[:, :, :length])
+    out[:, :, length:] = new
+    return out
 
 
 def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
