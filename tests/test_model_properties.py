@@ -134,6 +134,25 @@ def test_cache_reorder_follows_beam_reordering():
     assert max_diff(out, full[:, 3:]) <= TOL
 
 
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_skips_padding_without_autograd(norm_first):
+    """Without autograd the encoder runs its position-wise layers on the real tokens only
+    (layers/padding.py): the memory at the real positions equals the padded computation's
+    (autograd on, which keeps every position), padded positions are zero, and the logits
+    are the same."""
+    model = make(Transformer, norm_first=norm_first)
+    src, tgt = ids(4, 7), ids(4, 5)
+    src[0, 2:], src[2, 5:], src[3, 1:] = PAD, PAD, PAD
+    real = src.ne(PAD)
+    padded = model.encode(src)  # autograd records: every position computed
+    with torch.no_grad():
+        packed = model.encode(src)
+        logits = model(src, tgt)
+    assert max_diff(packed[real], padded[real]) <= TOL
+    assert torch.all(packed[~real] == 0) and torch.all(padded[~real] != 0)
+    assert max_diff(logits, model(src, tgt)) <= TOL
+
+
 @pytest.mark.parametrize("group", [2, 3])
 def test_memory_shared_by_groups_equals_repeated_memory(group):
     """tgt rows b·G .. b·G + G - 1 on memory row b (beam search's beams of one sentence):

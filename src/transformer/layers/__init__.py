@@ -4,6 +4,8 @@
   `sinusoidal_encoding` (the closed form).
 - `mha`: `SelfAttention` (fused QKV), `CrossAttention`, `LayerCache` (incremental decoding).
 - `dropout`: `Dropout` / `dropout`, inverted dropout with a cheaper CPU mask.
+- `padding`: `NonPad`, the real tokens of a padded batch (the encoder skips padding in
+  inference).
 - `blocks`: `FeedForward`, `EncoderLayer`, `DecoderLayer`, `LectureLayerNorm` (the slide's
   code, as a reference).
 """

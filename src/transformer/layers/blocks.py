@@ -23,6 +23,7 @@ from transformer.layers.mha import (
     init_attention_,
     init_linear_,
 )
+from transformer.layers.padding import NonPad
 
 
 class FeedForward(nn.Module):
@@ -86,7 +87,11 @@ def _attention_args(cfg: ModelConfig) -> tuple[int, int, int, int, float]:
 
 
 class EncoderLayer(_Residual):
-    """Self-attention + FFN (Section 3.1): x (B, S, D), mask (B, 1, 1, S) -> (B, S, D)."""
+    """Self-attention + FFN (Section 3.1): x (B, S, D), mask (B, 1, 1, S) -> (B, S, D).
+
+    With a `NonPad` (`tokens`), x and the result are the (n, D) rows of the real tokens only
+    (`transformer.layers.padding`): every step but the attention product is position-wise.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
@@ -96,10 +101,12 @@ class EncoderLayer(_Residual):
         self.ffn_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
         init_attention_(self.self_attn)
 
-    def forward(self, x, mask=None, need_weights=False):
-        """Returns (x (B, S, D), self-attention weights (B, H, S, S) or None)."""
+    def forward(self, x, mask=None, need_weights=False, tokens: NonPad | None = None):
+        """Returns (x (B, S, D) | (n, D), self-attention weights (B, H, S, S) or None)."""
         x, weights = self._residual(
-            x, self.self_norm, lambda h: self.self_attn(h, mask, need_weights=need_weights)
+            x,
+            self.self_norm,
+            lambda h: self.self_attn(h, mask, need_weights=need_weights, tokens=tokens),
         )
         x, _ = self._residual(x, self.ffn_norm, lambda h: (self.ffn(h), None))
         return x, weights

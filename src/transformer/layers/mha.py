@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from transformer.attention import attend
+from transformer.layers.padding import NonPad
 
 
 class LayerCache:
@@ -111,12 +112,15 @@ class _MultiHead(nn.Module):
         self.n_heads, self.d_k, self.d_v, self.dropout = n_heads, d_k, d_v, dropout
         self.out_proj = nn.Linear(n_heads * d_v, d_model)  # W^O: (H·Dv) -> D
 
-    def _attend(self, q, k, v, mask, causal, need_weights):
+    def _attend(self, q, k, v, mask, causal, need_weights, tokens: NonPad | None = None):
         p = self.dropout if self.training else 0.0
         out, weights = attend(
             q, k, v, mask=mask, causal=causal, dropout_p=p, need_weights=need_weights
         )  # (B, H, T, Dv), (B, H, T, S)|None
-        return self.out_proj(_merge_heads(out)), weights  # (B, T, D)
+        out = _merge_heads(out)  # (B, T, H·Dv)
+        if tokens is not None:
+            out = tokens.pack(out)  # (n, H·Dv): the real tokens only
+        return self.out_proj(out), weights  # (B, T, D) | (n, D)
 
 
 class SelfAttention(_MultiHead):
@@ -125,7 +129,9 @@ class SelfAttention(_MultiHead):
     mask: bool broadcastable to (B, H, T, S), True = masked (e.g. padding (B, 1, 1, S));
     causal: hide later positions (the decoder's masked self-attention, Section 3.2.3).
     With a `LayerCache`, x holds only the new positions; their keys/values are appended
-    and the queries attend over every cached position.
+    and the queries attend over every cached position. With a `NonPad` (`tokens`), x is the
+    (n, D) rows of a padded batch's real tokens (see `transformer.layers.padding`), and so is
+    the result.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_k: int, d_v: int, dropout: float) -> None:
@@ -133,14 +139,23 @@ class SelfAttention(_MultiHead):
         self.qkv_proj = nn.Linear(d_model, n_heads * (2 * d_k + d_v))  # [W^Q; W^K; W^V]
 
     def forward(
-        self, x, mask=None, causal=False, cache: LayerCache | None = None, need_weights=False
+        self,
+        x,
+        mask=None,
+        causal=False,
+        cache: LayerCache | None = None,
+        need_weights=False,
+        tokens: NonPad | None = None,
     ):
         hk = self.n_heads * self.d_k
-        q, k, v = self.qkv_proj(x).split([hk, hk, self.n_heads * self.d_v], dim=-1)
+        qkv = self.qkv_proj(x)  # (B, T, H·(2Dk+Dv)) | (n, ...)
+        if tokens is not None:
+            qkv = tokens.unpack(qkv)  # (B, T, ...), zero at padding
+        q, k, v = qkv.split([hk, hk, self.n_heads * self.d_v], dim=-1)
         q, k, v = (_split_heads(t, self.n_heads) for t in (q, k, v))  # (B, H, T, Dk|Dv)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, L + T, Dk|Dv)
-        return self._attend(q, k, v, mask, causal, need_weights)
+        return self._attend(q, k, v, mask, causal, need_weights, tokens)
 
 
 class CrossAttention(_MultiHead):

@@ -30,6 +30,7 @@ from transformer.layers import DecoderLayer, EncoderLayer, PositionalEncoding, T
 from transformer.layers.dropout import Dropout
 from transformer.layers.mha import init_linear_
 from transformer.layers.packed import PackedWeight
+from transformer.layers.padding import NonPad
 from transformer.models.cache import KVCache
 
 
@@ -117,14 +118,22 @@ class Transformer(nn.Module):
     def encode(self, src: torch.Tensor, need_weights: bool = False):
         """src (B, S) int64 -> memory (B, S, D); with `need_weights`, (memory, [(B, H, S, S)])."""
         check_ids("src", src, self.config.src_vocab_size)
-        mask = src.eq(self.config.pad_id)[:, None, None, :]  # (B, 1, 1, S), True = padding
+        pad = src.eq(self.config.pad_id)  # (B, S), True = padding
         x = self.dropout(self.src_embed(src) + self.src_pos(src.shape[1]))  # (B, S, D)
+        # Without autograd, the position-wise layers skip the padding (layers/padding.py).
+        tokens = (
+            None if need_weights or torch.is_grad_enabled() or not pad.any() else NonPad.of(pad)
+        )
+        if tokens is not None:
+            x = tokens.pack(x)  # (n, D): the real tokens
         weights = []
         for layer in self.encoder_layers:
-            x, w = layer(x, mask, need_weights=need_weights)
+            x, w = layer(x, pad[:, None, None, :], need_weights=need_weights, tokens=tokens)
             weights.append(w)
         if self.encoder_norm is not None:
             x = self.encoder_norm(x)
+        if tokens is not None:
+            x = tokens.unpack(x)  # (B, S, D), zero at padding
         return (x, weights) if need_weights else x
 
     def decode(
