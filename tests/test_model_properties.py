@@ -137,9 +137,9 @@ def test_cache_reorder_follows_beam_reordering():
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_encoder_skips_padding_without_autograd(norm_first):
     """Without autograd the encoder runs its position-wise layers on the real tokens only
-    (layers/padding.py): the memory at the real positions equals the padded computation's
-    (autograd on, which keeps every position), padded positions are zero, and the logits
-    are the same."""
+    (layers/padding.py), and so does the cross-attention's key/value projection: the memory
+    at the real positions equals the padded computation's (autograd on, which keeps every
+    position), padded positions are zero, and the logits are the same."""
     model = make(Transformer, norm_first=norm_first)
     src, tgt = ids(4, 7), ids(4, 5)
     src[0, 2:], src[2, 5:], src[3, 1:] = PAD, PAD, PAD
@@ -151,6 +151,14 @@ def test_encoder_skips_padding_without_autograd(norm_first):
     assert max_diff(packed[real], padded[real]) <= TOL
     assert torch.all(packed[~real] == 0) and torch.all(padded[~real] != 0)
     assert max_diff(logits, model(src, tgt)) <= TOL
+    # The cross-attention keys/values too: projected at the real positions only.
+    cache = KVCache()
+    with torch.no_grad():
+        model.decode(tgt[:, :1], packed, src.eq(PAD), cache)
+    layer = model.decoder_layers[0].cross_attn
+    dense_k = layer.kv_proj(padded)[..., : layer.n_heads * layer.d_k]  # (B, S, H·Dk)
+    cross_k = cache.layers[0].cross_k.transpose(1, 2).flatten(2)  # (B, S, H·Dk)
+    assert max_diff(cross_k[real], dense_k[real]) <= TOL and torch.all(cross_k[~real] == 0)
 
 
 @pytest.mark.parametrize("group", [2, 3])

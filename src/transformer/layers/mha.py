@@ -176,25 +176,37 @@ class CrossAttention(_MultiHead):
     def forward(self, x, memory, mask=None, cache: LayerCache | None = None, need_weights=False):
         group = x.size(0) // memory.size(0) if memory.size(0) else 1  # G
         q = _group_rows(_split_heads(self.q_proj(x), self.n_heads), group)  # (B, H, G·T, Dk)
-        k, v = self._keys_values(memory, cache)  # (B, H, S, Dk|Dv)
+        k, v = self._keys_values(memory, mask, cache)  # (B, H, S, Dk|Dv)
         p = self.dropout if self.training else 0.0
         out, weights = attend(q, k, v, mask=mask, dropout_p=p, need_weights=need_weights)
         out = _ungroup_rows(out, group)  # (B·G, H, T, Dv)
         weights = None if weights is None else _ungroup_rows(weights, group)  # (B·G, H, T, S)
         return self.out_proj(_merge_heads(out)), weights  # (B·G, T, D)
 
-    def _keys_values(self, memory, cache: LayerCache | None):
+    def _keys_values(self, memory, mask, cache: LayerCache | None):
         """The projected keys and values of memory (B, S, D): (B, H, S, Dk), (B, H, S, Dv)."""
         if cache is not None and cache.cross_k is not None:
             k, v = cache.cross_k, cache.cross_v
         else:
-            k, v = self.kv_proj(memory).split(
+            k, v = self._project_memory(memory, mask).split(
                 [self.n_heads * self.d_k, self.n_heads * self.d_v], dim=-1
             )
             k, v = _split_heads(k, self.n_heads), _split_heads(v, self.n_heads)  # (B, H, S, .)
             if cache is not None:  # contiguous once, not re-copied by every step's matmul
                 cache.cross_k, cache.cross_v = k.contiguous(), v.contiguous()
         return k, v
+
+    def _project_memory(self, memory, mask):
+        """kv_proj(memory): (B, S, D) -> (B, S, H·(Dk+Dv)). Without autograd and with a
+        (B, 1, 1, S) padding mask, only the real positions are projected (`NonPad`); the
+        padded ones are zero, which the mask hides from every query."""
+        b, s, _ = memory.shape
+        if torch.is_grad_enabled() or mask is None or mask.dtype != torch.bool:
+            return self.kv_proj(memory)
+        if mask.shape != (b, 1, 1, s) or not bool(mask.any()):
+            return self.kv_proj(memory)
+        tokens = NonPad.of(mask.view(b, s))
+        return tokens.unpack(self.kv_proj(tokens.pack(memory)))
 
 
 def _group_rows(x: torch.Tensor, group: int) -> torch.Tensor:
