@@ -9,6 +9,8 @@
     python scripts/micro_bench.py attend-one  # 1-4 queries per head: our bmm path vs SDPA
     python scripts/micro_bench.py attend-decode [--beam 4] [--data-dir D]  # end to end, decoding
     python scripts/micro_bench.py row-max   # greedy's row_max vs logits.max(dim=-1)
+    python scripts/micro_bench.py skip-padding [--data-dir D]  # decoding, padding skipped or not
+    python scripts/micro_bench.py decode-speed [--data-dir D]  # sentences/s, for A/B checkouts
 
 `step` times one training step (forward, backward, Adam) of the Multi30k-sized model (d_model
 256, 4 heads, 3+3 layers, d_ff 1024, vocabulary 8,188, shared embeddings, dropout 0.1) on
@@ -267,6 +269,62 @@ def row_max(args) -> None:
               f"{plain_ms / ours_ms:.2f}x")
 
 
+def skip_padding(args) -> None:
+    """The encoder and the cross-attention key/value projection on the real tokens only
+    (`transformer.layers.padding`) against the padded computation, in one process: the first
+    1,024 test sentences in batches of 64, each batch decoded by both variants back to back
+    (which goes first alternates), greedy without scores and beam 4, cached, packed."""
+    import transformer.layers.mha as mha
+    import transformer.models.transformer as model_module
+    from transformer.bench import decode as bench
+
+    class _Padded:  # NonPad stand-in: the encoder keeps every position
+        of = staticmethod(lambda pad: None)
+
+    skipping = (model_module.NonPad, mha.CrossAttention._project_memory)
+    padded = (_Padded, lambda self, memory, mask: self.kv_proj(memory))
+
+    def use(variant) -> None:
+        model_module.NonPad, mha.CrossAttention._project_memory = variant
+
+    src, ref_len = bench._tokenized(args.data_dir, 1024)
+    batches = bench._batches(src, ref_len, 64, per_sentence=False)
+    try:
+        for name, run in (("greedy", bench._ours(True, 1, with_scores=False)),
+                          ("beam 4", bench._ours(True, 4))):
+            total = {0: 0.0, 1: 0.0}  # 0: padded, 1: skipping
+            for i, batch in enumerate(batches):
+                for which in (0, 1) if i % 2 else (1, 0):
+                    use((padded, skipping)[which])
+                    start = time.perf_counter()
+                    run(*batch)
+                    total[which] += time.perf_counter() - start
+            print(f"{name}: padded {total[0]:.2f} s, skipping {total[1]:.2f} s, "
+                  f"{total[0] / total[1]:.3f}x")
+    finally:
+        use(skipping)
+
+
+def decode_speed(args) -> None:
+    """Sentences/s of our cached greedy (without scores) and beam 4 decoding on the first 256
+    test sentences (batches of 64), median of 3: run it alternately against an older
+    checkout, `PYTHONPATH=<old>/src python scripts/micro_bench.py decode-speed`."""
+    from transformer.bench import decode as bench
+
+    src, ref_len = bench._tokenized(args.data_dir, 256)
+    batches = bench._batches(src, ref_len, 64, per_sentence=False)
+    for name, run in (("greedy", bench._ours(True, 1, with_scores=False)),
+                      ("beam 4", bench._ours(True, 4))):
+        run(*batches[0])
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            for batch in batches:
+                run(*batch)
+            times.append(time.perf_counter() - start)
+        print(f"{name}: {256 / statistics.median(times):.1f} sentences/s")
+
+
 def _alternate(a, b, rounds: int, calls: int) -> tuple[float, float]:
     """Median ms per call of a and b, timed in alternating rounds (same load for both)."""
     times_a, times_b = [], []
@@ -288,7 +346,7 @@ def main() -> None:
         "what",
         choices=[
             "step", "step-hf", "loss", "dropout", "linear", "attend-one", "attend-decode",
-            "row-max",
+            "row-max", "skip-padding", "decode-speed",
         ],
     )
     parser.add_argument("--beam", type=int, default=4)
@@ -303,6 +361,7 @@ def main() -> None:
     commands = {"step": step, "step-hf": step_hf, "loss": loss, "dropout": dropout}
     commands.update({"linear": linear, "attend-one": attend_one, "row-max": row_max})
     commands["attend-decode"] = attend_decode
+    commands.update({"skip-padding": skip_padding, "decode-speed": decode_speed})
     commands[args.what](args)
 
 

@@ -21,9 +21,13 @@ same load) and the median over repeats is reported. "no scores" is greedy decodi
 the log-softmax (`with_scores=False`, what `transformer translate --beam 1` runs): HF
 `generate()` computes no scores either unless asked to. Ours runs with its linear weights
 packed for oneDNN (`transformer.layers.packed`, as `translate` and `evaluate` run it); the
-"unpacked" rows are the same decoders on plain `nn.Linear`, to show what packing adds. Our
-cached beam search (packed or not) takes `transformer.attention`'s single-query path (from
-1,024 (batch, head) pairs); greedy's 64 x 4 stay on SDPA.
+"unpacked" rows are the same decoders on plain `nn.Linear`, to show what packing adds. Both
+our variants skip the source padding in the encoder and in the cross-attention key/value
+projection (`transformer.layers.padding`); our beam search keeps one encoder output per
+sentence for its 4 beams, whose cross-attention queries go together (4 per head), and it and
+the beams' self-attention take `transformer.attention`'s batched-matrix-product path (from
+1,024 (batch, head, query) rows); greedy's 64 x 4 stay on SDPA. HF `generate()` repeats the
+encoder output per beam and computes over the padding.
 """
 
 from __future__ import annotations
