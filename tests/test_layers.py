@@ -187,3 +187,11 @@ def test_layer_cache_reorders_lazily_like_select_then_cat(grad):
             assert torch.equal(cache.k, ref_k) and torch.equal(cache.v, ref_v)
     if grad:  # the selection stays differentiable when autograd records it
         cache.k.sum().backward()
+
+
+def test_cross_attention_rejects_rows_that_do_not_share_memory_evenly():
+    from transformer.layers import CrossAttention
+
+    layer = CrossAttention(8, 2, 4, 4, 0.0)
+    with pytest.raises(ValueError, match="multiple of memory's"):
+        layer(torch.randn(3, 1, 8), torch.randn(2, 5, 8))

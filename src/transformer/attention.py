@@ -335,7 +335,7 @@ def attend(
     Returns (out (B, H, T, Dv), weights or None). A query whose keys are all masked gets a zero
     vector and zero weights (finite gradients). Without `need_weights` this runs torch's fused
     `scaled_dot_product_attention` (is_causal=True where T == S and no other mask, so no (T, S)
-    mask is built), except in one measured corner; with it, broadcasting. See the dispatch
+    mask is built), except in two measured corners; with it, broadcasting. See the dispatch
     note above.
     """
     if _few_queries_inference(q, k, v, causal, need_weights, dropout_p):

@@ -174,6 +174,11 @@ class CrossAttention(_MultiHead):
         self.kv_proj = nn.Linear(d_model, n_heads * (d_k + d_v))  # [W^K; W^V]
 
     def forward(self, x, memory, mask=None, cache: LayerCache | None = None, need_weights=False):
+        if x.size(0) % max(memory.size(0), 1):
+            raise ValueError(
+                f"x's batch ({x.size(0)} rows) must be a multiple of memory's "
+                f"({memory.size(0)} rows): each memory row serves that many rows of x"
+            )
         group = x.size(0) // memory.size(0) if memory.size(0) else 1  # G
         q = _group_rows(_split_heads(self.q_proj(x), self.n_heads), group)  # (B, H, G·T, Dk)
         k, v = self._keys_values(memory, mask, cache)  # (B, H, S, Dk|Dv)

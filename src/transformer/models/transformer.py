@@ -116,7 +116,11 @@ class Transformer(nn.Module):
         return logits, AttentionWeights(enc_w, dec.decoder, dec.cross)
 
     def encode(self, src: torch.Tensor, need_weights: bool = False):
-        """src (B, S) int64 -> memory (B, S, D); with `need_weights`, (memory, [(B, H, S, S)])."""
+        """src (B, S) int64 -> memory (B, S, D); with `need_weights`, (memory, [(B, H, S, S)]).
+
+        Without autograd (and without `need_weights`), the position-wise layers run on the real
+        tokens only and the padded positions of memory are zero; with autograd they hold what
+        the layers compute there. No attention reads them either way (they are masked)."""
         check_ids("src", src, self.config.src_vocab_size)
         pad = src.eq(self.config.pad_id)  # (B, S), True = padding
         x = self.dropout(self.src_embed(src) + self.src_pos(src.shape[1]))  # (B, S, D)
