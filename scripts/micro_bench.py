@@ -205,10 +205,11 @@ def attend_one(args) -> None:
     """A few queries per (batch, head) over S cached keys, no autograd (a decoding step):
     `attend` (its batched-matrix-product path) and torch's SDPA alternately. One query:
     self-attention of greedy (64 sentences) and beam 4 (256 rows); four queries over 64
-    sentences: beam 4's cross-attention, whose 4 beams share their sentence's memory."""
+    sentences: beam 4's cross-attention, whose 4 beams share their sentence's memory; eight:
+    the largest T the path takes (e.g. an encoder over short sentences, without autograd)."""
     print("| B·H | queries | keys | SDPA ms | ours ms | speed-up |")
     print("|---:|---:|---:|---:|---:|---:|")
-    for batch, queries in ((64, 1), (256, 1), (64, 4)):
+    for batch, queries in ((64, 1), (256, 1), (64, 4), (64, 8)):
         for keys in (16, 32, 64):
             sdpa_ms, ours_ms = _attend_pair(batch, keys, queries)
             print(f"| {batch * 4} | {queries} | {keys} | {sdpa_ms:.3f} | {ours_ms:.3f} | "

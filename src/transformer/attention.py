@@ -183,12 +183,12 @@ def benchmark(
 # One more measured exception, for beam search: a few queries per (batch, head) (T <= 8, each
 # sees every key: T == 1 or not causal), at least 1024 (batch, head, query) rows in all, on the
 # CPU, with nothing recorded for autograd. There two batched matrix products (`torch.bmm`) beat
-# SDPA's flash kernel: 1.3-1.5x for one query over 1024 (batch, head) pairs (beam 4 x 64
-# sentences x 4 heads, self-attention) over 16-64 keys, and 1.9-2.7x for the 4 beams of a
-# sentence querying its source together (64 sentences x 4 heads x 4 queries: cross-attention,
-# whose memory the beams share); at 256 single-query pairs (greedy, 64 sentences) SDPA is as
-# fast or faster (0.9-1.1x, noisy; 0.6-0.8x on an earlier run) and greedy keeps it
-# (`python scripts/micro_bench.py attend-one`, docs/benchmarks.md).
+# SDPA's flash kernel: 1.2-1.5x for one query over 1024 (batch, head) pairs (beam 4 x 64
+# sentences x 4 heads, self-attention) over 16-64 keys, 1.8-2.7x for the 4 beams of a sentence
+# querying its source together (64 sentences x 4 heads x 4 queries: cross-attention, whose
+# memory the beams share), and 1.3-2.0x for 8 queries; at 256 single-query pairs (greedy, 64
+# sentences) SDPA is as fast or faster (0.9-1.1x, noisy; 0.6-0.8x on an earlier run) and
+# greedy keeps it (`python scripts/micro_bench.py attend-one`, docs/benchmarks.md).
 _FEW_QUERIES, _MANY_KEYS = 8, 16384
 _BMM_MIN_ROWS = 1024
 
