@@ -194,8 +194,8 @@ _BMM_MIN_ROWS = 1024
 
 
 def _few_queries_inference(q, k, v, causal: bool, need_weights: bool, dropout_p: float) -> bool:
-    """The beam-search step's case: T <= 8 queries that each see every key, >= 1024
-    (batch, head, query) rows, on the CPU, no dropout, no weights, no autograd."""
+    """T <= 8 queries that each see every key (beam search's steps; also a short encoder),
+    >= 1024 (batch, head, query) rows, on the CPU, no dropout, no weights, no autograd."""
     t = q.shape[-2]
     if t > _FEW_QUERIES or (causal and t > 1) or not q.is_cpu or dropout_p > 0 or need_weights:
         return False

@@ -180,6 +180,12 @@ def next_logits(
 _BLOCK = 64  # row_max's block width: 8,000 logits -> 125 block maxima
 
 
+def _whole_blocks(logits: Tensor) -> Tensor:
+    """(N, V) -> the (N, V // 64, 64) view of its whole blocks of 64 (the tail left out)."""
+    n, vocab = logits.shape
+    return logits[:, : vocab - vocab % _BLOCK].reshape(n, vocab // _BLOCK, _BLOCK)
+
+
 def row_max(logits: Tensor) -> tuple[Tensor, Tensor]:
     """logits (N, V) -> (the row maxima (N,), the index of each maximum's first occurrence
     (N,) int64): `logits.max(dim=-1)`, faster on the CPU. torch's reduction that tracks the
@@ -190,7 +196,7 @@ def row_max(logits: Tensor) -> tuple[Tensor, Tensor]:
     blocks = vocab // _BLOCK
     if not logits.is_cpu or blocks < 2:
         return logits.max(dim=-1)
-    head = logits[:, : blocks * _BLOCK].reshape(n, blocks, _BLOCK)  # (N, blocks, 64)
+    head = _whole_blocks(logits)  # (N, blocks, 64)
     best_block = head.amax(dim=-1).argmax(dim=-1)  # (N,) first block holding the maximum
     inside = head[torch.arange(n, device=logits.device), best_block]  # (N, 64)
     value, offset = inside.max(dim=-1)
@@ -220,7 +226,7 @@ def row_topk(logits: Tensor, k: int) -> tuple[Tensor, Tensor]:
     if not logits.is_cpu or blocks < 4 * k:
         return logits.topk(k, dim=-1)
     cut = blocks * _BLOCK
-    head = logits[:, :cut].reshape(n, blocks, _BLOCK)  # (N, blocks, 64)
+    head = _whole_blocks(logits)  # (N, blocks, 64)
     block_max = head.amax(dim=-1)  # (N, blocks)
     chosen = block_max.topk(k, dim=-1).indices  # (N, k) blocks holding the k largest
     cand = head[torch.arange(n, device=logits.device).unsqueeze(1), chosen].view(n, -1)
