@@ -13,8 +13,9 @@ so that our runs can be compared with it on the same budget (`docs/results.md`):
 The peer warmed up for 1,000 of the about 1,800 steps its hour held (56%). A machine with
 another speed holds another number of steps, so the schedule here runs on the clock: the rate
 rises linearly to the peak over the first `--warmup-frac` of the budget, then falls linearly
-to 0 at its end (`transformers.get_linear_schedule_with_warmup`'s shape). Needs
-`pip install -e .[bench]` (transformers, tokenizers).
+to 0 at its end (`transformers.get_linear_schedule_with_warmup`'s shape). `MarianConfig` does
+not scale the embeddings by sqrt(d_model); `--scale-embedding` does (`docs/results.md` says
+why it may matter). Needs `pip install -e .[bench]` (transformers, tokenizers).
 
 Shape legend: B sentences, S source length, T target length, V vocabulary.
 """
@@ -55,7 +56,7 @@ def _tokenizer(out: Path, data_dir: str | None = None, vocab: int = 8000):
     return tok
 
 
-def _model(vocab: int):
+def _model(vocab: int, scale_embedding: bool = False):
     from transformers import MarianConfig, MarianMTModel
 
     cfg = MarianConfig(
@@ -63,6 +64,7 @@ def _model(vocab: int):
         encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=1024,
         decoder_ffn_dim=1024, dropout=0.1, max_position_embeddings=256, pad_token_id=PAD,
         eos_token_id=EOS, decoder_start_token_id=BOS, forced_eos_token_id=None,
+        scale_embedding=scale_embedding,
     )  # fmt: skip
     return MarianMTModel(cfg)
 
@@ -112,7 +114,8 @@ def train(args: argparse.Namespace) -> None:
     src = _encode(tok, _lines("train", args.src, args.data_dir))
     tgt = _encode(tok, _lines("train", args.tgt, args.data_dir))
     pairs = list(zip(src, tgt, strict=True))
-    model = _model(tok.get_vocab_size()).train()
+    model = _model(tok.get_vocab_size(), args.scale_embedding).train()
+    (out / "scale_embedding").write_text(str(args.scale_embedding))
     n_params = sum(p.numel() for n, p in model.named_parameters() if "embed_positions" not in n)
     print(f"MarianMT {n_params / 1e6:.2f}M parameters, {len(pairs)} pairs", flush=True)
     opt = torch.optim.Adam(model.parameters(), lr=0.0, betas=(0.9, 0.98), eps=1e-9)
@@ -162,7 +165,8 @@ def evaluate(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     run = Path(args.run)
     tok = _tokenizer(run)
-    model = _model(tok.get_vocab_size()).eval()
+    scaled = (run / "scale_embedding").exists() and (run / "scale_embedding").read_text() == "True"
+    model = _model(tok.get_vocab_size(), scaled).eval()
     state, used = _averaged(run, args.average)
     model.load_state_dict(state)
     sources = _encode(tok, _lines(args.split, args.src, args.data_dir))
@@ -201,6 +205,7 @@ def main() -> None:
     t.add_argument("--keep", type=int, default=3)
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--scale-embedding", action="store_true", help="embeddings x sqrt(d_model)")
     e = sub.add_parser("evaluate")
     e.add_argument("run")
     e.add_argument("--split", default="val")
