@@ -160,10 +160,12 @@ def _averaged(run: Path, last: int):
 
 
 def evaluate(args: argparse.Namespace) -> None:
-    from sacrebleu.metrics import BLEU, CHRF
+    from transformer.evaluation.bleu import score_translations
 
     torch.set_num_threads(args.threads)
     run = Path(args.run)
+    if not (run / "vocab.json").exists() or not any(run.glob("step-*.pt")):
+        raise SystemExit(f"{run}: no vocab.json or step-*.pt checkpoints (run `train` first)")
     tok = _tokenizer(run)
     scaled = (run / "scale_embedding").exists() and (run / "scale_embedding").read_text() == "True"
     model = _model(tok.get_vocab_size(), scaled).eval()
@@ -182,14 +184,9 @@ def evaluate(args: argparse.Namespace) -> None:
                                  max_new_tokens=x.size(1) + 50)  # fmt: skip
         for i, row in zip(chunk, ids.tolist(), strict=True):
             hyps[i] = tok.decode([t for t in row if t not in (PAD, BOS, EOS)]).strip()
-    metric = BLEU()
-    bleu = metric.corpus_score(hyps, [refs])
-    result = dict(split=args.split, beam=args.beam, length_penalty=args.length_penalty,
-                  checkpoints=used, bleu=round(bleu.score, 2), bp=round(bleu.bp, 3),
-                  chrf=round(CHRF().corpus_score(hyps, [refs]).score, 2),
-                  lc_bleu=round(BLEU(lowercase=True).corpus_score(hyps, [refs]).score, 2),
-                  signature=str(metric.get_signature()))  # fmt: skip
-    print(json.dumps(result), flush=True)
+    scores = score_translations(hyps, refs).to_dict()  # sacreBLEU, chrF, lowercased BLEU
+    setting = dict(split=args.split, beam=args.beam, length_penalty=args.length_penalty)
+    print(json.dumps({**setting, "checkpoints": used, **scores}), flush=True)
 
 
 def main() -> None:
@@ -220,6 +217,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "train" and not 0 < args.warmup_frac < 1:
         parser.error(f"--warmup-frac must be in (0, 1), got {args.warmup_frac}")
+    if args.command == "train" and not args.minutes > 0:
+        parser.error(f"--minutes must be > 0, got {args.minutes}")
     (train if args.command == "train" else evaluate)(args)
 
 
