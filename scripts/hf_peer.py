@@ -14,8 +14,8 @@ The peer warmed up for 1,000 of the about 1,800 steps its hour held (56%). A mac
 another speed holds another number of steps, so the schedule here runs on the clock: the rate
 rises linearly to the peak over the first `--warmup-frac` of the budget, then falls linearly
 to 0 at its end (`transformers.get_linear_schedule_with_warmup`'s shape). `MarianConfig` does
-not scale the embeddings by sqrt(d_model); `--scale-embedding` does (`docs/results.md` says
-why it may matter). Needs `pip install -e .[bench]` (transformers, tokenizers).
+not scale the embeddings by sqrt(d_model); `--scale-embedding` does, and on this budget the
+peer learns to translate only with it (`docs/results.md`: 3-4 BLEU without, 37.7 with). Needs `pip install -e .[bench]` (transformers, tokenizers).
 
 Shape legend: B sentences, S source length, T target length, V vocabulary.
 """
