@@ -15,7 +15,9 @@ another speed holds another number of steps, so the schedule here runs on the cl
 rises linearly to the peak over the first `--warmup-frac` of the budget, then falls linearly
 to 0 at its end (`transformers.get_linear_schedule_with_warmup`'s shape). `MarianConfig` does
 not scale the embeddings by sqrt(d_model); `--scale-embedding` does, and on this budget the
-peer learns to translate only with it (`docs/results.md`: 3-4 BLEU without, 37.7 with). Needs `pip install -e .[bench]` (transformers, tokenizers).
+peer learns to translate only with it (`docs/results.md`: 3-4 BLEU without, 37.7 with).
+`evaluate --output FILE` keeps the translations (for `sacrebleu --paired-bs`). Needs
+`pip install -e .[bench]` (transformers, tokenizers).
 
 Shape legend: B sentences, S source length, T target length, V vocabulary.
 """
@@ -184,6 +186,8 @@ def evaluate(args: argparse.Namespace) -> None:
                                  max_new_tokens=x.size(1) + 50)  # fmt: skip
         for i, row in zip(chunk, ids.tolist(), strict=True):
             hyps[i] = tok.decode([t for t in row if t not in (PAD, BOS, EOS)]).strip()
+    if args.output:  # one translation per line, in the split's order
+        Path(args.output).write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
     scores = score_translations(hyps, refs).to_dict()  # sacreBLEU, chrF, lowercased BLEU
     setting = dict(split=args.split, beam=args.beam, length_penalty=args.length_penalty)
     print(json.dumps({**setting, "checkpoints": used, **scores}), flush=True)
@@ -209,6 +213,7 @@ def main() -> None:
     e.add_argument("--beam", type=int, default=4)
     e.add_argument("--length-penalty", type=float, default=1.0)
     e.add_argument("--average", type=int, default=3)
+    e.add_argument("--output", help="also write the translations to this file")
     for p in (t, e):
         p.add_argument("--data-dir", default=None)
         p.add_argument("--src", default="de")
