@@ -32,6 +32,9 @@ def test_presets_match_table3():
         ({"dropout": -0.1}, "dropout"),
         ({"n_heads": 0}, "n_heads"),
         ({"positional": "rotary"}, "positional"),
+        ({"init_std": 0.0}, "init_std"),
+        ({"init_std": True}, "init_std"),
+        ({"init_std": "0.02"}, "init_std"),
         ({"colour": "red"}, "colour"),
         (
             {"share_embeddings": True, "src_vocab_size": 10, "tgt_vocab_size": 11},

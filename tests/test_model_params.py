@@ -96,3 +96,32 @@ def test_initialisation():
     emb = model.src_embed.weight[1:]
     assert abs(emb.std().item() - cfg.d_model**-0.5) < 0.05 * cfg.d_model**-0.5
     assert torch.all(model.src_embed.weight[cfg.pad_id] == 0)
+
+
+@pytest.mark.parametrize("model_cls", [Transformer, GPT])
+def test_init_std_draws_every_weight_from_a_normal(model_cls):
+    """`init_std`: linear weights, embeddings and learned positions N(0, std²), against the
+    normal distribution's closed forms (std, and P(|w| < std) = 0.6827; a uniform law with the
+    same std gives 0.5774), biases and padding rows 0, LayerNorms untouched."""
+    torch.manual_seed(0)
+    std = 0.05
+    cfg = ModelConfig.preset("tiny", init_std=std, positional="learned", share_embeddings=False)
+    model = model_cls(cfg)
+    tables = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    tables += [p for n, p in model.named_parameters() if n.endswith(("embed.weight", "table"))]
+    assert len(tables) >= 8
+    for w in tables:
+        w = w[1:] if w.shape[0] == cfg.tgt_vocab_size else w  # drop a padding row
+        assert abs(w.std().item() - std) < 0.03 * std
+        assert abs(w.abs().lt(std).float().mean().item() - 0.6827) < 0.02
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear) and m.bias is not None:
+            assert torch.all(m.bias == 0)
+    if model_cls is Transformer:
+        assert torch.all(model.src_embed.weight[cfg.pad_id] == 0)
+    norms = [p for n, p in model.named_parameters() if "norm" in n and n.endswith("weight")]
+    assert norms and all(torch.all(p == 1) for p in norms)
+    # the default is not a normal law: Xavier-uniform for the FFN
+    linear1 = model_cls(cfg.replace(init_std=None)).modules()
+    w = next(m for m in linear1 if isinstance(m, torch.nn.Linear) and m.in_features == cfg.d_ff)
+    assert abs(w.weight.abs().lt(w.weight.std()).float().mean().item() - 0.5774) < 0.02

@@ -28,6 +28,9 @@ class ModelConfig:
     `norm_first=False` is the paper's post-norm LayerNorm(x + Sublayer(x)) (Section 3.1);
     True is pre-norm x + Sublayer(LayerNorm(x)), with a final LayerNorm after each stack.
     `label_smoothing` is the ε_ls of Table 3; the loss reads it from here.
+    `init_std=None` is Xavier-uniform linear weights and N(0, 1/d_model) embeddings (the
+    paper gives no initialisation); a number draws every linear weight and embedding from
+    N(0, init_std²) instead, as BERT, GPT-2 and Hugging Face's MarianMT do (0.02).
     """
 
     src_vocab_size: int = 37000
@@ -50,6 +53,7 @@ class ModelConfig:
     layer_norm_eps: float = 1e-5
     max_len: int = 1024
     pad_id: int = 0
+    init_std: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_len"):
@@ -81,6 +85,14 @@ class ModelConfig:
             raise ConfigError(f"pad_id must be a valid token id, got {self.pad_id}")
         if self.layer_norm_eps <= 0:
             raise ConfigError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
+        if self.init_std is not None and not (
+            isinstance(self.init_std, int | float)
+            and not isinstance(self.init_std, bool)
+            and 0.0 < self.init_std < 1.0
+        ):
+            raise ConfigError(
+                f"init_std must be a number in (0, 1) or left out, got {self.init_std!r}"
+            )
 
     @property
     def head_dim_k(self) -> int:

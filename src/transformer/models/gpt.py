@@ -22,7 +22,7 @@ from transformer.layers.dropout import Dropout
 from transformer.layers.mha import init_linear_
 from transformer.layers.packed import PackedWeight
 from transformer.models.cache import KVCache
-from transformer.models.transformer import check_ids, output_logits
+from transformer.models.transformer import check_ids, init_normal_, output_logits
 
 
 class GPT(nn.Module):
@@ -43,6 +43,8 @@ class GPT(nn.Module):
         if self.output_proj is not None:
             init_linear_(self.output_proj)
         self.packed_output: PackedWeight | None = None  # set by pack_for_inference
+        if cfg.init_std is not None:
+            init_normal_(self, cfg.init_std)
 
     @property
     def output_weight(self) -> torch.Tensor:

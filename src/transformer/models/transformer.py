@@ -12,7 +12,8 @@ causal mask already hides it from them; the loss ignores the padded positions th
 Initialisation (the paper does not give one): every linear weight is Xavier-uniform (a fused
 QKV block by block) with zero biases, as in PyTorch's `nn.Transformer`; embeddings (and
 learned positions) are N(0, 1/d_model) so that the ×√d_model token vectors have unit variance;
-the padding row is zero. LayerNorms start at weight 1, bias 0.
+the padding row is zero. LayerNorms start at weight 1, bias 0. `config.init_std` replaces
+both with N(0, init_std²) (`init_normal_`, the BERT / GPT-2 / MarianMT scheme).
 
 Shape legend: B batch, S source length, T target length, D d_model, H heads, V vocabulary.
 """
@@ -69,6 +70,24 @@ def output_logits(model: Transformer | nn.Module, x: torch.Tensor) -> torch.Tens
     return F.linear(x, model.output_weight)
 
 
+def init_normal_(model: nn.Module, std: float) -> None:
+    """Draw every linear weight, token embedding and learned position table of `model` from
+    N(0, std²), with zero biases and zero padding rows (`ModelConfig.init_std`); LayerNorms and
+    the fixed sinusoid are left alone. BERT, GPT-2 and Hugging Face's MarianMT use std 0.02."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=std)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, TokenEmbedding):
+                nn.init.normal_(module.weight, std=std)
+                if module.padding_idx is not None:
+                    module.weight[module.padding_idx].zero_()
+            elif isinstance(module, PositionalEncoding) and module.kind == "learned":
+                nn.init.normal_(module.table, std=std)
+
+
 class Transformer(nn.Module):
     """Encoder-decoder Transformer; see the module docstring. `config` is a `ModelConfig`."""
 
@@ -99,6 +118,8 @@ class Transformer(nn.Module):
         if self.output_proj is not None:
             init_linear_(self.output_proj)
         self.packed_output: PackedWeight | None = None  # set by pack_for_inference
+        if cfg.init_std is not None:
+            init_normal_(self, cfg.init_std)
 
     @property
     def output_weight(self) -> torch.Tensor:
