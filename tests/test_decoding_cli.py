@@ -76,7 +76,7 @@ def cli(argv, stdin="", monkeypatch=None, capsys=None):
     return code, capsys.readouterr()
 
 
-def one_by_one(run_dir, beam):
+def one_by_one(run_dir, beam, alpha=0.6, exact=False):
     """Each sentence alone, straight through the library."""
     from transformer.models import Transformer
     from transformer.training.checkpoint import load_into
@@ -96,9 +96,10 @@ def one_by_one(run_dir, beam):
             torch.tensor([ids]),
             SpecialIds(1, 2, 0),
             beam_size=beam,
-            alpha=0.6,
+            alpha=alpha,
             max_positions=63,
             max_len_offset=5,
+            exact=exact,
         )[0][0]
         out.append(bpe.decode(hyp.tokens))
     return out, model, bpe
@@ -114,6 +115,25 @@ def test_translate_streams_in_order(run_dir, monkeypatch, capsys):
     )
     assert code == 0
     assert out.out.split("\n")[:-1] == expect
+
+
+def test_translate_exact_stop(run_dir, monkeypatch, capsys):
+    """--exact-stop reaches beam_search(exact=True) (the two stopping rules are compared on a
+    scripted decoder in test_decoding.py); without it the search stops at the current length."""
+    from transformer.decoding import translator
+
+    seen, real = [], translator.beam_search
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["exact"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(translator, "beam_search", spy)
+    argv = ["translate", run_dir[0], "--beam", 3, "--alpha", 3, "--max-len-offset", 5]
+    for flags in ([], ["--exact-stop"]):
+        code, _ = cli([*argv, *flags], SOURCES[0] + "\n", monkeypatch, capsys)
+        assert code == 0
+    assert seen == [False, True]
 
 
 def test_translate_n_best(run_dir, monkeypatch, capsys):

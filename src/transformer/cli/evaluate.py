@@ -114,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     scores = score_translations(hyps, refs)
     ppl = _perplexity(model, tokenizer, sources, refs, cfg, translator.device)
     search = "greedy" if args.beam == 1 else f"beam {args.beam}, alpha {args.alpha}"
+    if args.beam > 1 and args.exact_stop:
+        search += ", exact stop"
     if args.json:
         print(
             json.dumps(

@@ -36,6 +36,13 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         help="length penalty ((5+|Y|)/6)^alpha, Wu et al. 2016 (default 0.6)",
     )
     parser.add_argument(
+        "--exact-stop",
+        action="store_true",
+        help="beam search: stop a sentence only when no live beam could still win at any "
+        "length up to the limit (slower; the default stops when none wins at its current "
+        "length, as Hugging Face and fairseq do, which favours short outputs at large alpha)",
+    )
+    parser.add_argument(
         "--max-len-offset",
         type=int,
         default=50,
@@ -179,6 +186,7 @@ def build_translator(args: argparse.Namespace, n_best: int = 1):
             n_best=n_best,
             max_len_offset=args.max_len_offset,
             use_cache=not args.no_cache,
+            exact=args.exact_stop,
         )
     except ValueError as err:
         raise _user_error(str(err)) from None

@@ -29,6 +29,7 @@ class SearchSettings:
     n_best: int = 1
     max_len_offset: int = 50
     use_cache: bool = True
+    exact: bool = False  # stop on the bound at the length limit (`beam_search`'s `exact`)
 
     def __post_init__(self) -> None:
         if not isinstance(self.beam, int) or self.beam < 1:
@@ -102,7 +103,11 @@ class Translator:
             hyps = greedy_decode(self.model, src, self.ids, with_scores=False, **common)
             return [[h] for h in hyps]
         return beam_search(
-            self.model, src, self.ids, beam_size=s.beam, alpha=s.alpha, n_best=s.n_best, **common
+            self.model, src, self.ids, beam_size=s.beam,
+            alpha=s.alpha,
+            n_best=s.n_best,
+            exact=s.exact,
+            **common,
         )
 
     def translate(self, lines: Sequence[str]) -> list[Translation]:
