@@ -103,7 +103,10 @@ class Translator:
             hyps = greedy_decode(self.model, src, self.ids, with_scores=False, **common)
             return [[h] for h in hyps]
         return beam_search(
-            self.model, src, self.ids, beam_size=s.beam,
+            self.model,
+            src,
+            self.ids,
+            beam_size=s.beam,
             alpha=s.alpha,
             n_best=s.n_best,
             exact=s.exact,
