@@ -76,7 +76,7 @@ def cli(argv, stdin="", monkeypatch=None, capsys=None):
     return code, capsys.readouterr()
 
 
-def one_by_one(run_dir, beam, alpha=0.6, exact=False):
+def one_by_one(run_dir, beam):
     """Each sentence alone, straight through the library."""
     from transformer.models import Transformer
     from transformer.training.checkpoint import load_into
@@ -96,10 +96,9 @@ def one_by_one(run_dir, beam, alpha=0.6, exact=False):
             torch.tensor([ids]),
             SpecialIds(1, 2, 0),
             beam_size=beam,
-            alpha=alpha,
+            alpha=0.6,
             max_positions=63,
             max_len_offset=5,
-            exact=exact,
         )[0][0]
         out.append(bpe.decode(hyp.tokens))
     return out, model, bpe

@@ -40,7 +40,7 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="beam search: stop a sentence only when no live beam could still win at any "
         "length up to the limit (slower; the default stops when none wins at its current "
-        "length, as Hugging Face and fairseq do, which favours short outputs at large alpha)",
+        "length, as Hugging Face generate does, which favours short outputs at large alpha)",
     )
     parser.add_argument(
         "--max-len-offset",

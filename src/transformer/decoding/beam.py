@@ -14,9 +14,9 @@ Each step, per sentence, the K live beams are expanded over the vocabulary and t
 - at a sentence's length limit its live beams join the pool unfinished;
 - a sentence stops when its pool holds `n_best` hypotheses none of which the best live beam
   can still beat. The bound on the live beam is its logprob / lp(current length) by default
-  (as Hugging Face `generate` and fairseq), or with `exact=True` logprob / lp(length limit),
-  a true upper bound (log-probabilities only fall, lp only grows), which makes the result
-  identical to running every sentence to its limit.
+  (as Hugging Face `generate` with early_stopping=False), or with `exact=True` logprob /
+  lp(length limit), a true upper bound (log-probabilities only fall, lp only grows), which
+  makes the result identical to running every sentence to its limit.
 Finished sentences leave the batch. The encoder output is not repeated per beam: the K beams
 of a sentence share its memory row (`Seq2SeqDecoder.decode`).
 
