@@ -49,6 +49,7 @@ def test_to_toml_round_trips(tmp_path) -> None:
         ("data.copy_min_len=20", "copy_min_len"),
         ("optim.lr=1", r"unknown section \[optim\]"),
         ("train.betas=[0.9]", "train.betas"),
+        ("data.split_punct=1", "data.split_punct must be true or false"),
     ],
 )
 def test_bad_values_name_the_file_and_field(tmp_path, override: str, message: str) -> None:

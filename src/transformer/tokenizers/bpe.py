@@ -12,6 +12,10 @@ words the two can part ways.) The four special strings are reserved: text that s
 is encoded as ordinary characters, except in the unlikely case that a learned merge produces
 exactly one of those strings.
 
+With `split_punct=True` the text is first passed through `punct.split_punct` (punctuation split
+off its words, marked with a joiner, so that "Büsche." is "Büsche" plus "￭.") for training,
+`tokenize`, `encode` and `segment`, and `decode` undoes it (`punct.join_punct`).
+
 Ids: 0 `<pad>`, 1 `<s>`, 2 `</s>`, 3 `<unk>`, then the base symbols (sorted), then one token
 per merge (in merge order). Every character seen in training is a base symbol in both forms
 ("e" and "e</w>"); characters never seen in training become `<unk>`.
@@ -25,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from transformer.tokenizers import io as tio
+from transformer.tokenizers import punct
 from transformer.tokenizers.learn import learn_word_merges
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -63,10 +68,14 @@ class BPE:
         merges: Sequence[tuple[str, str]],
         base_symbols: Iterable[str],
         end_of_word: str | None = "</w>",
+        split_punct: bool = False,
     ) -> None:
         if end_of_word == "":
             raise tio.TokenizerError("end_of_word must be a non-empty string or None")
+        if not isinstance(split_punct, bool):
+            raise tio.TokenizerError(f"split_punct must be True or False, got {split_punct!r}")
         self.end_of_word = end_of_word
+        self.split_punct = split_punct
         self.merges: list[tuple[str, str]] = [(a, b) for a, b in merges]
         tokens = list(SPECIALS)
         for sym in sorted(set(base_symbols) - set(SPECIALS)):
@@ -94,11 +103,13 @@ class BPE:
         end_of_word: str | None = "</w>",
         min_frequency: int = 2,
         progress: bool = False,
+        split_punct: bool = False,
     ) -> BPE:
         """Learn `num_merges` merges from an iterable of text lines (fewer if pairs run out).
 
         Incremental pair statistics with a lazy max-heap (see `learn.py`); the result equals
-        `subword-nmt learn-bpe -s num_merges` on the same lines.
+        `subword-nmt learn-bpe -s num_merges` on the same lines (with `split_punct`, on the
+        lines after `punct.split_punct`).
         """
         if isinstance(num_merges, bool) or not isinstance(num_merges, int) or num_merges <= 0:
             raise tio.TokenizerError(f"num_merges must be a positive integer, got {num_merges!r}")
@@ -112,13 +123,15 @@ class BPE:
             )
         if isinstance(lines, str):
             lines = [lines]
+        if split_punct is True:
+            lines = map(punct.split_punct, lines)
         counts = count_words(lines)
         if not counts:
             raise tio.TokenizerError("empty training corpus: no words in the given lines")
         chars = set().union(*counts)
         base = chars if end_of_word is None else chars | {ch + end_of_word for ch in chars}
         merges = learn_word_merges(counts, end_of_word, num_merges, min_frequency, progress)
-        return cls(merges, base, end_of_word)
+        return cls(merges, base, end_of_word, split_punct)
 
     @staticmethod
     def _initial(word: str, end_of_word: str | None) -> tuple[str, ...]:
@@ -176,6 +189,8 @@ class BPE:
     def tokenize(self, text: str) -> list[str]:
         """The token strings of `text` (word-final ones end with the end-of-word marker)."""
         out: list[str] = []
+        if self.split_punct:
+            text = punct.split_punct(text)
         for word in split_words(text):
             out.extend(self.segment_word(word))
         return out
@@ -190,6 +205,8 @@ class BPE:
 
     def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
         """Token ids of `text`; unknown characters become `unk_id`."""
+        if self.split_punct:
+            text = punct.split_punct(text)
         if "\n" in text or "\r" in text:
             text = text.replace("\r", " ").replace("\n", " ")
         words = text.split(" ")
@@ -214,7 +231,8 @@ class BPE:
         """
         surface = self._surface or self._build_surface()
         text = "".join(tio.lookup_ids(surface, ids))
-        return text[:-1] if text.endswith(" ") else text
+        text = text[:-1] if text.endswith(" ") else text
+        return punct.join_punct(text) if self.split_punct else text
 
     def _build_surface(self) -> list[str]:
         eow = self.end_of_word
@@ -231,6 +249,8 @@ class BPE:
         """One line in `subword-nmt apply-bpe` form: "sub@@ word" (its output, byte for byte)."""
         out = []
         eow = self.end_of_word or ""
+        if self.split_punct:
+            line = punct.split_punct(line)
         for word in line.strip("\r\n ").split(" "):
             if not word:
                 continue
@@ -255,6 +275,7 @@ class BPE:
                 "format": tio.BPE_FORMAT,
                 "version": tio.VERSION,
                 "end_of_word": self.end_of_word,
+                "split_punct": self.split_punct,
                 "vocab": self.tokens,
                 "merges": [list(p) for p in self.merges],
             },
@@ -267,6 +288,9 @@ class BPE:
         eow = payload.get("end_of_word")
         if eow is not None and (not isinstance(eow, str) or not eow):
             raise tio.TokenizerError(f"{path}: field 'end_of_word' should be a string or null")
+        split = payload.get("split_punct", False)  # (absent from files of earlier versions)
+        if not isinstance(split, bool):
+            raise tio.TokenizerError(f"{path}: field 'split_punct' should be true or false")
         tokens = tio.check_tokens(tio.get_field(payload, "vocab", list, path), path)
         if tuple(tokens[: len(SPECIALS)]) != SPECIALS:
             raise tio.TokenizerError(f"{path}: field 'vocab' must start with {list(SPECIALS)}")
@@ -274,13 +298,14 @@ class BPE:
         merges = tio.check_merges(tio.get_field(payload, "merges", list, path), vocab, path)
         merged = {a + b for a, b in merges}
         base = [t for t in tokens[len(SPECIALS) :] if t not in merged]
-        bpe = cls(merges, base, eow)
+        bpe = cls(merges, base, eow, split)
         if bpe.tokens != tokens:
             raise tio.TokenizerError(f"{path}: field 'vocab' is not in the order BPE assigns ids")
         return bpe
 
     def write_codes(self, path: str | os.PathLike) -> None:
-        """Write the merges as a `subword-nmt` codes file (version 0.2)."""
+        """Write the merges as a `subword-nmt` codes file (version 0.2); with `split_punct`
+        they apply to text after `punct.split_punct`."""
         if self.end_of_word not in (None, "</w>"):
             raise tio.TokenizerError("subword-nmt codes need end_of_word='</w>'")
         with open(path, "w", encoding="utf-8") as f:
@@ -290,5 +315,8 @@ class BPE:
     def to_hf_json(self, path: str | os.PathLike) -> None:
         """Write a Hugging Face `tokenizer.json` that `tokenizers` loads and encodes the same."""
         from transformer.tokenizers.hf import bpe_to_hf
+
+        if self.split_punct:
+            raise tio.TokenizerError("split_punct has no Hugging Face equivalent to export")
 
         tio.write_json(path, bpe_to_hf(self))

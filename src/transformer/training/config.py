@@ -101,7 +101,8 @@ class DataConfig:
     """What to train on. task "copy": synthetic sequences whose target equals the source
     (symbols drawn from ids 4 .. model.src_vocab_size-1). task "multi30k": the Multi30k
     corpus (`data_dir` or TRANSFORMER_DATA), tokenized with a joint BPE of `bpe_merges`
-    merges trained on the training split unless `tokenizer` names a saved one.
+    merges trained on the training split unless `tokenizer` names a saved one; with
+    `split_punct`, punctuation is split off words first (`transformer.tokenizers.punct`).
     Batches hold at most `max_tokens` source (and target) tokens including padding.
     """
 
@@ -116,6 +117,7 @@ class DataConfig:
     data_dir: str = ""
     tokenizer: str = ""
     bpe_merges: int = 8000
+    split_punct: bool = False
     max_words: int = 100
 
     def __post_init__(self) -> None:
@@ -124,6 +126,8 @@ class DataConfig:
             _positive_int("data", name, getattr(self, name))
         for name in ("copy_val_size", "bpe_merges", "max_words"):
             _positive_int("data", name, getattr(self, name))
+        if not isinstance(self.split_punct, bool):
+            raise ConfigError(f"data.split_punct must be true or false, got {self.split_punct!r}")
         if self.copy_min_len > self.copy_max_len:
             raise ConfigError(
                 f"data.copy_min_len ({self.copy_min_len}) > data.copy_max_len ({self.copy_max_len})"

@@ -123,7 +123,12 @@ def multi30k_data(run: RunConfig, run_dir: Path, progress: bool) -> tuple[TrainD
                 raise DataError(f"data.tokenizer: {d.tokenizer}: file not found")
             shutil.copyfile(d.tokenizer, tok_path)
         else:
-            bpe = BPE.train([*corpus.src, *corpus.tgt], d.bpe_merges, progress=progress)
+            bpe = BPE.train(
+                [*corpus.src, *corpus.tgt],
+                d.bpe_merges,
+                progress=progress,
+                split_punct=d.split_punct,
+            )
             bpe.save(tok_path)
     bpe = BPE.load(tok_path)
     cache = run_dir / "cache"
