@@ -1,6 +1,7 @@
 """`transformer tokenizer train|encode|decode`: subword tokenizers on files or stdin.
 
     transformer tokenizer train --merges 8000 -o bpe.json train.en.gz train.de.gz
+    transformer tokenizer train --split-punct -o bpe-punct.json train.en.gz train.de.gz
     transformer tokenizer train --kind bytebpe --vocab-size 8000 -o bytes.json input.txt
     transformer tokenizer encode -t bpe.json --format subword-nmt < text   # "sub@@ word" lines
     transformer tokenizer encode -t bpe.json < text | transformer tokenizer decode -t bpe.json
@@ -37,6 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--min-frequency", type=int, default=2, help="default: 2")
     train.add_argument(
         "--no-end-of-word", action="store_true", help="bpe: no '</w>' marker on word ends"
+    )
+    train.add_argument(
+        "--split-punct",
+        action="store_true",
+        help="bpe: split punctuation off words first, reversibly ('T-Shirt.' -> 'T ￭-￭ Shirt ￭.')",
     )
     train.add_argument("--hf-json", help="also write a Hugging Face tokenizer.json here")
     train.add_argument("--codes", help="bpe: also write a subword-nmt codes file here")
@@ -105,14 +111,23 @@ def _train(args: argparse.Namespace) -> int:
     if args.kind == "bpe":
         if args.vocab_size is not None:
             raise _error("--vocab-size is for --kind bytebpe; use --merges for bpe")
+        if args.split_punct and args.hf_json:
+            raise _error("--split-punct has no Hugging Face equivalent: drop --hf-json")
         eow = None if args.no_end_of_word else "</w>"
         num_merges = 8000 if args.merges is None else args.merges
-        tok = BPE.train(lines, num_merges, eow, args.min_frequency, progress=progress)
+        tok = BPE.train(
+            lines,
+            num_merges,
+            eow,
+            args.min_frequency,
+            progress=progress,
+            split_punct=args.split_punct,
+        )
         if args.codes:
             tok.write_codes(args.codes)
     else:
-        if args.merges is not None or args.codes or args.no_end_of_word:
-            raise _error("--merges/--codes/--no-end-of-word are for --kind bpe")
+        if args.merges is not None or args.codes or args.no_end_of_word or args.split_punct:
+            raise _error("--merges/--codes/--no-end-of-word/--split-punct are for --kind bpe")
         vocab_size = 8000 if args.vocab_size is None else args.vocab_size
         tok = ByteBPE.train(lines, vocab_size, min_frequency=args.min_frequency, progress=progress)
     tok.save(args.out)
