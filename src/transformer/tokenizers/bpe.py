@@ -123,7 +123,9 @@ class BPE:
             )
         if isinstance(lines, str):
             lines = [lines]
-        if split_punct is True:
+        if not isinstance(split_punct, bool):  # (checked before the learning, not after)
+            raise tio.TokenizerError(f"split_punct must be True or False, got {split_punct!r}")
+        if split_punct:
             lines = map(punct.split_punct, lines)
         counts = count_words(lines)
         if not counts:
