@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,41 +73,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-class IdTokenizer:
-    """For runs without a tokenizer (the copy task): a line is whitespace-separated token ids
-    (specials 0-3: <pad> <s> </s> <unk>); output ids are printed the same way."""
-
-    pad_id, bos_id, eos_id = 0, 1, 2
-
-    def __init__(self, vocab_size: int) -> None:
-        self.vocab_size = vocab_size
-
-    def encode(self, text: str) -> list[int]:
-        try:
-            ids = [int(tok) for tok in text.split()]
-        except ValueError:
-            raise _user_error(f"this run reads token ids, got the line {text!r}") from None
-        if any(not 0 <= i < self.vocab_size for i in ids):
-            raise _user_error(f"token ids must be in [0, {self.vocab_size}), got {text!r}")
-        return ids
-
-    def decode(self, ids: list[int]) -> str:
-        return " ".join(str(i) for i in ids if i not in (self.pad_id, self.bos_id, self.eos_id))
-
-
-def _weights_path(run_dir: Path, which: str) -> Path:
-    from transformer.training import checkpoint as ckpt
-
-    if which == "latest":
-        return run_dir / "model.safetensors"
-    if which == "best":
-        step = ckpt.best_step(run_dir)
-        if step is None:
-            raise _user_error(f"{run_dir}: no checkpoints/best.json (no validation yet?)")
-        return run_dir / "checkpoints" / f"step-{step:08d}" / "model.safetensors"
-    return Path(which)
-
-
 def _user_error(message: str) -> Exception:
     from transformer.cli import UserError
 
@@ -119,54 +83,17 @@ def load_model(args: argparse.Namespace):
     """(model in eval mode on its device, tokenizer, ModelConfig, RunConfig) from RUN_DIR."""
     import torch
 
-    from transformer.config import ConfigError
-    from transformer.models import Transformer
-    from transformer.tokenizers import TokenizerError, load_tokenizer
-    from transformer.training import checkpoint as ckpt
-    from transformer.training.config import RunConfig
+    from transformer.rundir import RunDir, RunOpenError, resolve_device
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "config.toml").is_file():
-        raise _user_error(f"{run_dir / 'config.toml'} not found: is {run_dir} a training run?")
     try:
-        run_cfg = RunConfig.from_toml(run_dir / "config.toml")
-        if run_cfg.data.task == "copy":  # no tokenizer: lines of token ids
-            tokenizer = IdTokenizer(run_cfg.model.src_vocab_size)
-            cfg = run_cfg.model
-        elif not (run_dir / "tokenizer.json").is_file():
-            raise _user_error(f"{run_dir / 'tokenizer.json'} not found")
-        else:
-            tokenizer = load_tokenizer(run_dir / "tokenizer.json")
-            vocab = tokenizer.vocab_size
-            cfg = run_cfg.model.replace(src_vocab_size=vocab, tgt_vocab_size=vocab)
-    except (ConfigError, TokenizerError) as err:
+        run_dir = RunDir.open(args.run_dir)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        device = resolve_device(args.device)
+        model = run_dir.load_model(args.weights, args.average, device)
+    except RunOpenError as err:
         raise _user_error(str(err)) from None
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        device = torch.device(
-            "cuda"
-            if args.device == "auto" and torch.cuda.is_available()
-            else "cpu"
-            if args.device == "auto"
-            else args.device
-        )
-    except RuntimeError:
-        raise _user_error(f"--device: unknown device {args.device!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise _user_error("--device cuda: no CUDA device is available")
-    model = Transformer(cfg)
-    try:
-        if args.average > 0:
-            steps = ckpt.step_dirs(run_dir)[-args.average :]
-            if not steps:
-                raise _user_error(f"{run_dir}: no checkpoints to average")
-            model.load_state_dict(ckpt.average([p / "model.safetensors" for _, p in steps]))
-        else:
-            ckpt.load_into(model, _weights_path(run_dir, args.weights))
-    except ckpt.CheckpointError as err:
-        raise _user_error(str(err)) from None
-    return model.to(device).eval(), tokenizer, cfg, run_cfg
+    return model, run_dir.tokenizer, run_dir.model_config, run_dir.config
 
 
 def build_translator(args: argparse.Namespace, n_best: int = 1):
@@ -224,12 +151,17 @@ def run(args: argparse.Namespace) -> int:
     results = translator.stream(
         lines, max_tokens=args.max_tokens, max_sentences=1 if interactive else 128
     )
-    for i, result in enumerate(results):
-        if args.n_best > 1:
-            for hyp in result.hypotheses:
-                text = translator.decode(hyp.tokens)
-                print(f"{i} ||| {text} ||| {hyp.score:.4f}")
-        else:
-            print(result.text)
-        sys.stdout.flush()
+    from transformer.rundir import RunOpenError
+
+    try:
+        for i, result in enumerate(results):
+            if args.n_best > 1:
+                for hyp in result.hypotheses:
+                    text = translator.decode(hyp.tokens)
+                    print(f"{i} ||| {text} ||| {hyp.score:.4f}")
+            else:
+                print(result.text)
+            sys.stdout.flush()
+    except RunOpenError as err:  # a line the run's tokenizer cannot read
+        raise _user_error(str(err)) from None
     return 0

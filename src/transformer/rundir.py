@@ -1,0 +1,137 @@
+"""A training run directory, opened as a library object: config, tokenizer, weights.
+
+    run = RunDir.open("runs/de-en")
+    model = run.load_model(weights="best", average=0, device="cpu")   # eval mode
+    run.tokenizer.encode("Ein Hund läuft im Schnee.")
+
+A run directory (written by `transformer train`) holds `config.toml` (the resolved
+`RunConfig`), `tokenizer.json` (absent for the copy task, whose lines are token ids),
+`model.safetensors` (the latest weights) and `checkpoints/step-*/` (see
+`transformer.training.checkpoint`). The command-line tools and the server open runs through
+this class only, so what "a run" means is written once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from transformer.config import ConfigError, ModelConfig
+from transformer.models import Transformer
+from transformer.tokenizers import TokenizerError, load_tokenizer
+from transformer.training import checkpoint as ckpt
+from transformer.training.config import RunConfig
+
+
+class RunOpenError(ValueError):
+    """The directory is not a usable run (missing or damaged file, bad request): one line
+    naming the file."""
+
+
+class IdTokenizer:
+    """For runs without a tokenizer (the copy task): a line is whitespace-separated token ids
+    (specials 0-3: <pad> <s> </s> <unk>); output ids are printed the same way."""
+
+    pad_id, bos_id, eos_id = 0, 1, 2
+
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            ids = [int(tok) for tok in text.split()]
+        except ValueError:
+            raise RunOpenError(f"this run reads token ids, got the line {text!r}") from None
+        if any(not 0 <= i < self.vocab_size for i in ids):
+            raise RunOpenError(f"token ids must be in [0, {self.vocab_size}), got {text!r}")
+        return ids
+
+    def decode(self, ids: list[int]) -> str:
+        return " ".join(str(i) for i in ids if i not in (self.pad_id, self.bos_id, self.eos_id))
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """An opened run directory. `model_config` is the config with the vocabulary sizes of
+    the run's tokenizer filled in (what the weights were built with)."""
+
+    path: Path
+    config: RunConfig
+    model_config: ModelConfig
+    tokenizer: object  # a tokenizer of transformer.tokenizers, or IdTokenizer
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> RunDir:
+        """Read config.toml and the tokenizer; raises `RunOpenError` naming the file."""
+        path = Path(path)
+        config_path = path / "config.toml"
+        if not config_path.is_file():
+            raise RunOpenError(f"{config_path} not found: is {path} a training run?")
+        try:
+            config = RunConfig.from_toml(config_path)
+            if config.data.task == "copy":
+                tokenizer: object = IdTokenizer(config.model.src_vocab_size)
+                model_config = config.model
+            else:
+                tok_path = path / "tokenizer.json"
+                if not tok_path.is_file():
+                    raise RunOpenError(f"{tok_path} not found")
+                tokenizer = load_tokenizer(tok_path)
+                vocab = tokenizer.vocab_size
+                model_config = config.model.replace(src_vocab_size=vocab, tgt_vocab_size=vocab)
+        except (ConfigError, TokenizerError) as err:
+            raise RunOpenError(str(err)) from None
+        return cls(path, config, model_config, tokenizer)
+
+    def weights_path(self, which: str = "latest") -> Path:
+        """'latest' (model.safetensors), 'best' (checkpoints/best.json's step) or a file."""
+        if which == "latest":
+            return self.path / "model.safetensors"
+        if which == "best":
+            step = ckpt.best_step(self.path)
+            if step is None:
+                raise RunOpenError(f"{self.path}: no checkpoints/best.json (no validation yet?)")
+            for saved_step, step_path in ckpt.step_dirs(self.path):
+                if saved_step == step:
+                    return step_path / "model.safetensors"
+            raise RunOpenError(f"{self.path}: the best checkpoint (step {step}) is not on disk")
+        return Path(which)
+
+    def build_model(self) -> nn.Module:
+        """A freshly initialised model of this run's architecture."""
+        return Transformer(self.model_config)
+
+    def load_model(
+        self, weights: str = "latest", average: int = 0, device: str | torch.device = "cpu"
+    ) -> nn.Module:
+        """The model with the chosen weights, in eval mode on `device`: `average` > 0 averages
+        the last `average` checkpoints (Section 6.1), else `weights` as in `weights_path`."""
+        model = self.build_model()
+        try:
+            if average > 0:
+                steps = ckpt.step_dirs(self.path)[-average:]
+                if not steps:
+                    raise RunOpenError(f"{self.path}: no checkpoints to average")
+                model.load_state_dict(ckpt.average([p / "model.safetensors" for _, p in steps]))
+            else:
+                ckpt.load_into(model, self.weights_path(weights))
+        except ckpt.CheckpointError as err:
+            raise RunOpenError(str(err)) from None
+        return model.to(device).eval()
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cpu' / 'cuda[:N]' as given, checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RunOpenError(f"unknown device {name!r} (use 'auto', 'cpu' or 'cuda')") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunOpenError(f"device {name!r}: no CUDA device is available")
+    return device
