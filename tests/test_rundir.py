@@ -65,9 +65,9 @@ def test_average_of_two_is_the_mean(run_path):
 
 
 def test_errors_name_the_file(tmp_path, run_path):
-    with pytest.raises(RunOpenError, match="config.toml not found"):
+    with pytest.raises(RunOpenError, match=r"config\.toml not found"):
         RunDir.open(tmp_path)
-    with pytest.raises(RunOpenError, match="no-such.safetensors"):
+    with pytest.raises(RunOpenError, match=r"no-such\.safetensors"):
         RunDir.open(run_path).load_model(weights=str(tmp_path / "no-such.safetensors"))
     with pytest.raises(RunOpenError, match="token ids must be in"):
         IdTokenizer(12).encode("3 99")
