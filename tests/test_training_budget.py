@@ -199,3 +199,21 @@ def test_slowdown_warns_and_the_auto_run_resumes_exactly(tmp_path, monkeypatch) 
     assert len(read_log(tmp_path / "b", "schedule")) == 1  # fitted once, not again on resume
     assert_identical(weights(tmp_path / "a"), weights(tmp_path / "b"))
     assert json.loads((tmp_path / "b" / "checkpoints" / "best.json").read_text())["step"] > 0
+
+
+def test_a_budget_too_short_for_the_warmup_is_a_config_error(tmp_path, monkeypatch) -> None:
+    FakeClock().install(monkeypatch)
+    with pytest.raises(ConfigError, match=r"holds only \d+ steps .* train\.warmup"):
+        train(auto_run("train.max_minutes=0.5"), tmp_path, tensorboard=False)
+
+
+def test_resume_keeps_the_fitted_schedule_unless_max_steps_is_given() -> None:
+    from transformer.training.run import keep_fitted_schedule
+
+    saved = RunConfig.from_dict(
+        apply_overrides(SMALL, ["train.schedule='linear'", "train.max_steps=40", "train.warmup=7"])
+    ).train
+    resumed = keep_fitted_schedule(auto_run("train.warmup_fraction=0.2"), saved).train
+    assert (resumed.max_steps, resumed.warmup, resumed.warmup_fraction) == (40, 7, 0.0)
+    explicit = RunConfig.from_dict(apply_overrides(SMALL, ["train.max_steps=50"]))
+    assert keep_fitted_schedule(explicit, saved) == explicit
