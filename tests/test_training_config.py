@@ -73,3 +73,23 @@ def test_copy_sequences_are_seeded_and_held_out_is_unseen() -> None:
     assert len({tuple(s) for s in val}) == 40
     with pytest.raises(ValueError, match="too few distinct"):
         split_copy(10, 50, 5, 1, 1, seed=0)  # only one possible sequence
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_config_file_loads(path: Path) -> None:
+    if "[train]" in path.read_text(encoding="utf-8"):
+        RunConfig.from_toml(path)
+    else:  # a model-only preset
+        ModelConfig.from_dict(load_toml(path)["model"])
+
+
+@pytest.mark.parametrize("pair", ["de-en", "en-de"])
+def test_multi30k_configs_hold_the_recipe(pair: str) -> None:
+    """The best recipe is the default: no --set needed (docs/results.md)."""
+    run = RunConfig.from_toml(REPO / "configs" / f"multi30k-{pair}.toml")
+    m, d, t = run.model, run.data, run.train
+    assert (m.activation, m.init_std, m.dropout) == ("gelu", 0.04, 0.2)
+    assert (d.src_lang, d.tgt_lang) == tuple(pair.split("-"))
+    assert (d.split_punct, d.max_tokens) == (True, 1024)
+    assert (t.max_steps, t.max_minutes, t.warmup, t.warmup_fraction) == ("auto", 60, 600, 0.0)
+    assert (t.lr_scale, t.schedule, t.amp, t.keep_last) == (0.424, "linear", "native", 5)

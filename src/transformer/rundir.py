@@ -7,15 +7,20 @@
 A run directory (written by `transformer train`) holds `config.toml` (the resolved
 `RunConfig`), `tokenizer.json` (absent for the copy task, whose lines are token ids),
 `model.safetensors` (the latest weights) and `checkpoints/step-*/` (see
-`transformer.training.checkpoint`). The command-line tools and the server open runs through
-this class only, so what "a run" means is written once.
+`transformer.training.checkpoint`), and after `transformer evaluate RUN --split val --choose`
+`decoding.json`: the decoding settings chosen on validation (`DecodingChoice`, with the score
+of every candidate), which `translate` and `evaluate` use when no flag says otherwise. The
+command-line tools and the server open runs through this class only, so what "a run" means is
+written once.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,6 +57,61 @@ class IdTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return " ".join(str(i) for i in ids if i not in (self.pad_id, self.bos_id, self.eos_id))
+
+
+DECODING_FILE = "decoding.json"
+DECODING_FORMAT = "transformer-decoding-v1"
+
+
+@dataclass(frozen=True)
+class DecodingChoice:
+    """How a run decodes: the search (beam 1 = greedy; `alpha` the length penalty, Wu et al.
+    2016; `exact_stop` the stopping rule of `beam_search`) and the weights: `average` > 1 the
+    mean of the last `average` checkpoints (Section 6.1), else `weights` ('latest' or 'best').
+    The defaults are the paper's beam 4, alpha 0.6 on the latest weights."""
+
+    beam: int = 4
+    alpha: float = 0.6
+    exact_stop: bool = False
+    weights: str = "latest"
+    average: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.beam, int) or isinstance(self.beam, bool) or self.beam < 1:
+            raise ValueError(f"beam must be a positive integer, got {self.beam!r}")
+        if not isinstance(self.alpha, int | float) or not self.alpha >= 0:
+            raise ValueError(f"alpha must be a number >= 0, got {self.alpha!r}")
+        if not isinstance(self.exact_stop, bool):
+            raise ValueError(f"exact_stop must be true or false, got {self.exact_stop!r}")
+        if not isinstance(self.average, int) or isinstance(self.average, bool) or self.average < 0:
+            raise ValueError(f"average must be an integer >= 0, got {self.average!r}")
+        if not isinstance(self.weights, str) or not self.weights:
+            raise ValueError(f"weights must be 'latest', 'best' or a file, got {self.weights!r}")
+
+    def describe_search(self) -> str:
+        if self.beam == 1:
+            return "greedy"
+        stop = ", exact stop" if self.exact_stop else ""
+        return f"beam {self.beam}, alpha {self.alpha:g}{stop}"
+
+    def describe_weights(self) -> str:
+        if self.average > 1:
+            return f"average of the last {self.average} checkpoints"
+        return f"{self.weights} weights"
+
+    def describe(self) -> str:
+        return f"{self.describe_search()}, {self.describe_weights()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DecodingChoice:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -122,6 +182,52 @@ class RunDir:
         except ckpt.CheckpointError as err:
             raise RunOpenError(str(err)) from None
         return model.to(device).eval()
+
+    # ---- the decoding settings chosen on validation (decoding.json) ----------------------
+    @property
+    def decoding_path(self) -> Path:
+        return self.path / DECODING_FILE
+
+    def recorded_decoding(self) -> tuple[DecodingChoice, dict[str, Any]] | None:
+        """The chosen settings and the whole record of decoding.json, or None where the run
+        has none; a damaged file is a `RunOpenError` naming it."""
+        path = self.decoding_path
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if record.get("format") != DECODING_FORMAT:
+                raise ValueError(f"format is not {DECODING_FORMAT!r}")
+            return DecodingChoice.from_dict(record["settings"]), record
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise RunOpenError(f"{path}: damaged ({err}); choose again with --choose") from None
+
+    def record_decoding(self, choice: DecodingChoice, **record: Any) -> Path:
+        """Write decoding.json atomically: the chosen settings, the checkpoints they were
+        chosen on and `record` (scores of every candidate, the grid, the data)."""
+        value = {
+            "format": DECODING_FORMAT,
+            "settings": choice.to_dict(),
+            "checkpoint_steps": self.checkpoint_steps(),
+            **record,
+        }
+        ckpt.write_json(self.decoding_path, value)
+        return self.decoding_path
+
+    def checkpoint_steps(self) -> list[int]:
+        """The steps of the checkpoints on disk, oldest first."""
+        return [step for step, _ in ckpt.step_dirs(self.path)]
+
+    def best_checkpoint_step(self) -> int | None:
+        try:
+            return ckpt.best_step(self.path)
+        except ckpt.CheckpointError as err:
+            raise RunOpenError(str(err)) from None
+
+    def load_choice(self, choice: DecodingChoice, device: str | torch.device = "cpu") -> nn.Module:
+        """The model with the weights a `DecodingChoice` names (see `load_model`)."""
+        average = choice.average if choice.average > 1 else 0
+        return self.load_model(choice.weights, average, device)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -4,17 +4,32 @@ Prints sacreBLEU (cased, 13a) with its signature, chrF, BLEU on lowercased text 
 Multi30k papers report; see `transformer.evaluation.bleu` for how it differs from Moses-
 tokenized multi-bleu.perl), and the perplexity of the references under the model. The test
 set is `--src FILE --ref FILE` (plain or .gz) or a Multi30k `--split` (languages from the
-run's config unless given).
+run's config unless given). The decoding settings not given as flags come from the run's
+decoding.json (see `translate`); the report says which were used and where they came from.
+
+`--choose` (on a validation set: `--split val`) tries candidate weights, beam sizes, alphas
+and stopping rules instead (`transformer.evaluation.choose`: a staged grid, `--beams`,
+`--alphas`, `--averages`; flags given fix their setting), prints every candidate's scores and
+records the best with all of them in RUN_DIR/decoding.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
-from transformer.cli.translate import _user_error, add_search_arguments, build_translator
+from transformer.cli.translate import (
+    _user_error,
+    add_search_arguments,
+    build_translator,
+    load_weights,
+    make_translator,
+    open_run,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +48,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N sentences")
     parser.add_argument("--output", help="also write the translations to this file")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--choose",
+        action="store_true",
+        help="try candidate decoding settings on this validation set and record the best in "
+        "RUN_DIR/decoding.json, which translate and evaluate then use",
+    )
+    parser.add_argument("--beams", default="4,6,8", help="--choose: beam sizes (default 4,6,8)")
+    parser.add_argument(
+        "--alphas", default="0.6,1.0,1.4,2.0", help="--choose: alphas (default 0.6,1.0,1.4,2.0)"
+    )
+    parser.add_argument(
+        "--averages",
+        default="1,3,5",
+        help="--choose: numbers of last checkpoints to average, 1 = the latest (default 1,3,5)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -104,8 +134,11 @@ def _perplexity(model, tokenizer, sources, refs, cfg, device):
 def run(args: argparse.Namespace) -> int:
     from transformer.evaluation import score_translations
 
-    translator, model, tokenizer, cfg, run_cfg = build_translator(args)
-    sources, refs, name = _test_set(args, run_cfg)
+    if args.choose:
+        return _choose(args)
+    translator, model, run_dir, choice, origin = build_translator(args)
+    tokenizer, cfg = run_dir.tokenizer, run_dir.model_config
+    sources, refs, name = _test_set(args, run_dir.config)
     start = time.perf_counter()
     hyps = [t.text for t in translator.stream(sources, max_tokens=args.max_tokens)]
     seconds = time.perf_counter() - start
@@ -113,15 +146,15 @@ def run(args: argparse.Namespace) -> int:
         Path(args.output).write_text("\n".join(hyps) + "\n", encoding="utf-8")
     scores = score_translations(hyps, refs)
     ppl = _perplexity(model, tokenizer, sources, refs, cfg, translator.device)
-    search = "greedy" if args.beam == 1 else f"beam {args.beam}, alpha {args.alpha}"
-    if args.beam > 1 and args.exact_stop:
-        search += ", exact stop"
+    search = choice.describe_search()
     if args.json:
         print(
             json.dumps(
                 {
                     "test_set": name,
                     "search": search,
+                    "decoding": choice.to_dict(),
+                    "decoding_from": origin,
                     "sentences": len(hyps),
                     "decode_seconds": round(seconds, 3),
                     "sentences_per_second": round(len(hyps) / seconds, 2),
@@ -138,7 +171,97 @@ def run(args: argparse.Namespace) -> int:
         f"{name}: {len(hyps)} sentences, {search}, {seconds:.1f} s "
         f"({len(hyps) / seconds:.1f} sentences/s)"
     )
+    print(f"decoding settings: {origin}")
     for line in scores.lines():
         print(line)
     print(f"reference perplexity    {ppl.perplexity:6.2f}  ({ppl.tokens} target tokens incl. </s>)")
+    return 0
+
+
+def _numbers(text: str, kind: type, option: str) -> tuple:
+    try:
+        return tuple(kind(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise _user_error(f"{option} must be comma-separated numbers, got {text!r}") from None
+
+
+def _grid(args: argparse.Namespace):
+    """The --choose grid; a search flag given fixes its setting."""
+    from transformer.evaluation.choose import Grid
+
+    beams = (args.beam,) if args.beam is not None else _numbers(args.beams, int, "--beams")
+    alphas = (args.alpha,) if args.alpha is not None else _numbers(args.alphas, float, "--alphas")
+    stops = (args.exact_stop,) if args.exact_stop is not None else (False, True)
+    try:
+        return Grid(_numbers(args.averages, int, "--averages"), beams, alphas, stops)
+    except ValueError as err:
+        raise _user_error(str(err)) from None
+
+
+def _progress(candidate) -> None:
+    print(
+        f"choose [{candidate.stage}] {candidate.choice.describe()}: sacreBLEU "
+        f"{candidate.scores['bleu']:.2f} ({candidate.seconds:.1f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _choose(args: argparse.Namespace) -> int:
+    """--choose: the staged search on this set; the best and every candidate go to
+    RUN_DIR/decoding.json."""
+    from transformer.evaluation.choose import bleu_scorer, choose, weight_options
+    from transformer.rundir import RunOpenError
+    from transformer.runtime import tune_malloc
+
+    tune_malloc()
+    if args.split and args.split.startswith("test"):
+        raise _user_error(
+            f"--choose fits the decoding settings to the split it decodes: choose on the "
+            f"validation split (--split val), not {args.split}"
+        )
+    run_dir, device = open_run(args)
+    sources, refs, name = _test_set(args, run_dir.config)
+    grid = _grid(args)
+    if args.weights is not None or args.average is not None:
+        weights = [(args.weights or "latest", args.average or 0)]
+    else:
+        try:
+            best_step = run_dir.best_checkpoint_step()
+        except RunOpenError as err:
+            raise _user_error(str(err)) from None
+        weights = weight_options(grid, run_dir.checkpoint_steps(), best_step)
+    loaded: dict[tuple, object] = {}
+
+    def translate(choice, lines: list[str]) -> list[str]:
+        key = (choice.weights, choice.average)
+        if key not in loaded:  # the stages go weights first: one model in memory at a time
+            loaded.clear()
+            loaded[key] = load_weights(run_dir, choice, device)
+        translator = make_translator(loaded[key], run_dir, choice, args)
+        return [t.text for t in translator.stream(lines, max_tokens=args.max_tokens)]
+
+    best, candidates = choose(bleu_scorer(translate, sources, refs), weights, grid, _progress)
+    path = run_dir.record_decoding(
+        best.choice,
+        metric="sacreBLEU (cased, 13a)",
+        score=best.scores["bleu"],
+        test_set=name,
+        sentences=len(sources),
+        max_len_offset=args.max_len_offset,
+        grid=dataclasses.asdict(grid),
+        candidates=[c.to_dict() for c in candidates],
+    )
+    if args.json:
+        print(path.read_text(encoding="utf-8"), end="")
+        return 0
+    print(f"{'stage':8} {'settings':62} {'BLEU':>6} {'chrF':>6} {'s':>6}")
+    for c in candidates:
+        mark = "*" if c is best else " "
+        row = f"{c.stage:8} {c.choice.describe():61}{mark} {c.scores['bleu']:6.2f}"
+        print(f"{row} {c.scores['chrf']:6.2f} {c.seconds:6.1f}")
+    print(
+        f"chosen on {name} ({len(sources)} sentences): {best.choice.describe()}, sacreBLEU "
+        f"{best.scores['bleu']:.2f}; recorded in {path}"
+    )
     return 0

@@ -12,33 +12,37 @@ import sys
 
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `translate` and `evaluate`: the run, the weights, the search."""
+    """Options shared by `translate` and `evaluate`: the run, the weights, the search. Each of
+    --weights/--average, --beam, --alpha and --exact-stop left out comes from RUN_DIR's
+    decoding.json (`evaluate --split val --choose`), else the paper's beam 4, alpha 0.6 on
+    the latest weights; the output says which settings were used and where they came from."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory")
     parser.add_argument(
         "--weights",
-        default="latest",
+        default=None,
         help="'latest' (RUN_DIR/model.safetensors), 'best' (the best "
         "validation checkpoint) or a .safetensors file",
     )
     parser.add_argument(
         "--average",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
         help="average the weights of the last N checkpoints instead",
     )
-    parser.add_argument("--beam", type=int, default=4, help="beam size; 1 = greedy (default 4)")
+    parser.add_argument("--beam", type=int, default=None, help="beam size; 1 = greedy")
     parser.add_argument(
         "--alpha",
         type=float,
-        default=0.6,
-        help="length penalty ((5+|Y|)/6)^alpha, Wu et al. 2016 (default 0.6)",
+        default=None,
+        help="length penalty ((5+|Y|)/6)^alpha, Wu et al. 2016",
     )
     parser.add_argument(
         "--exact-stop",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="beam search: stop a sentence only when no live beam could still win at any "
-        "length up to the limit (slower; the default stops when none wins at its current "
+        "length up to the limit (slower; the other rule stops when none wins at its current "
         "length, as Hugging Face generate does, which favours short outputs at large alpha)",
     )
     parser.add_argument(
@@ -79,8 +83,8 @@ def _user_error(message: str) -> Exception:
     return UserError(message)
 
 
-def load_model(args: argparse.Namespace):
-    """(model in eval mode on its device, tokenizer, ModelConfig, RunConfig) from RUN_DIR."""
+def open_run(args: argparse.Namespace):
+    """(RunDir, device) from RUN_DIR and --device / --threads."""
     import torch
 
     from transformer.rundir import RunDir, RunOpenError, resolve_device
@@ -89,37 +93,100 @@ def load_model(args: argparse.Namespace):
         run_dir = RunDir.open(args.run_dir)
         if args.threads:
             torch.set_num_threads(args.threads)
-        device = resolve_device(args.device)
-        model = run_dir.load_model(args.weights, args.average, device)
+        return run_dir, resolve_device(args.device)
     except RunOpenError as err:
         raise _user_error(str(err)) from None
-    return model, run_dir.tokenizer, run_dir.model_config, run_dir.config
 
 
-def build_translator(args: argparse.Namespace, n_best: int = 1):
-    """A `Translator` for RUN_DIR with the search options of `args`."""
+_FLAGS = (("beam", "--beam"), ("alpha", "--alpha"), ("exact_stop", "--exact-stop"))
+
+
+def resolve_choice(args: argparse.Namespace, run_dir) -> tuple[object, dict[str, str]]:
+    """The decoding settings (a `DecodingChoice`) and where each came from: a flag given,
+    else RUN_DIR/decoding.json, else the defaults. --weights/--average go together."""
+    import dataclasses
+
+    from transformer.rundir import DecodingChoice, RunOpenError
+
+    try:
+        recorded = run_dir.recorded_decoding()
+    except RunOpenError as err:
+        raise _user_error(str(err)) from None
+    base = recorded[0] if recorded else DecodingChoice()
+    fallback = "default"
+    if recorded:
+        on = recorded[1].get("test_set")
+        fallback = f"{run_dir.decoding_path}" + (f", chosen on {on}" if on else "")
+    values, origin = {}, {}
+    for name, flag in _FLAGS:
+        if getattr(args, name) is not None:
+            values[name], origin[name] = getattr(args, name), flag
+    if args.weights is not None or args.average is not None:
+        values["weights"], values["average"] = args.weights or "latest", args.average or 0
+        origin["weights"] = "--weights" if args.average is None else "--average"
+    try:
+        choice = dataclasses.replace(base, **values)
+    except ValueError as err:
+        raise _user_error(str(err)) from None
+    names = [name for name, _ in _FLAGS] + ["weights"]
+    return choice, {name: origin.get(name, fallback) for name in names}
+
+
+def describe_origin(choice, origin: dict[str, str], run_dir) -> str:
+    """'beam 6, alpha 1.4, exact stop, average of the last 5 checkpoints (beam: --beam;
+    alpha, stop rule, weights: runs/x/decoding.json)', with a note when the recorded
+    averaged checkpoints are no longer the last ones."""
+    labels = {"exact_stop": "stop rule"}
+    groups: dict[str, list[str]] = {}
+    for name, source in origin.items():
+        groups.setdefault(source, []).append(labels.get(name, name))
+    sources = "; ".join(f"{', '.join(names)}: {src}" for src, names in groups.items())
+    line = f"{choice.describe()} ({sources})"
+    from_file = origin["weights"].startswith(str(run_dir.decoding_path))
+    recorded = run_dir.recorded_decoding() if from_file else None
+    if recorded and choice.average > 1:
+        then, now = recorded[1].get("checkpoint_steps", []), run_dir.checkpoint_steps()
+        if then[-choice.average :] != now[-choice.average :]:
+            line += (
+                f"; note: chosen on checkpoints up to step {then[-1] if then else '?'}, the run "
+                f"now ends at step {now[-1] if now else '?'}: choose again (--choose)"
+            )
+    return line
+
+
+def load_weights(run_dir, choice, device):
+    """The model of `choice`'s weights, in eval mode, packed for inference."""
+    from transformer.layers.packed import pack_for_inference
+    from transformer.rundir import RunOpenError
+
+    try:
+        model = run_dir.load_choice(choice, device)
+    except RunOpenError as err:
+        raise _user_error(str(err)) from None
+    pack_for_inference(model)  # oneDNN-packed weights on the CPU (a no-op elsewhere)
+    return model
+
+
+def make_translator(model, run_dir, choice, args: argparse.Namespace, n_best: int = 1):
+    """A `Translator` for `model` with `choice`'s search and the other options of `args`."""
     from transformer.decoding import SpecialIds
     from transformer.decoding.translator import SearchSettings, Translator
-    from transformer.layers.packed import pack_for_inference
-    from transformer.runtime import tune_malloc
 
-    tune_malloc()  # the (rows, V) logits of every step reuse heap pages (about 10% on beam 4)
-    model, tokenizer, cfg, run_cfg = load_model(args)
-    pack_for_inference(model)  # oneDNN-packed weights on the CPU (a no-op elsewhere)
     try:
         settings = SearchSettings(
-            beam=args.beam,
-            alpha=args.alpha,
+            beam=choice.beam,
+            alpha=choice.alpha,
             n_best=n_best,
             max_len_offset=args.max_len_offset,
             use_cache=not args.no_cache,
-            exact=args.exact_stop,
+            exact=choice.exact_stop,
         )
     except ValueError as err:
         raise _user_error(str(err)) from None
+    tokenizer, cfg = run_dir.tokenizer, run_dir.model_config
     ids = SpecialIds(bos=tokenizer.bos_id, eos=tokenizer.eos_id, pad=cfg.pad_id)
     device = next(model.parameters()).device
-    translator = Translator(
+    return Translator(
         model,
         tokenizer.encode,
         tokenizer.decode,
@@ -128,7 +195,19 @@ def build_translator(args: argparse.Namespace, n_best: int = 1):
         max_positions=cfg.max_len,
         device=device,
     )
-    return translator, model, tokenizer, cfg, run_cfg
+
+
+def build_translator(args: argparse.Namespace, n_best: int = 1):
+    """(Translator, model, RunDir, DecodingChoice, where its settings came from) for RUN_DIR
+    with the search options of `args`."""
+    from transformer.runtime import tune_malloc
+
+    tune_malloc()  # the (rows, V) logits of every step reuse heap pages (about 10% on beam 4)
+    run_dir, device = open_run(args)
+    choice, origin = resolve_choice(args, run_dir)
+    model = load_weights(run_dir, choice, device)
+    translator = make_translator(model, run_dir, choice, args, n_best)
+    return translator, model, run_dir, choice, describe_origin(choice, origin, run_dir)
 
 
 def _lines(stream, interactive: bool):
@@ -145,7 +224,8 @@ def _lines(stream, interactive: bool):
 def run(args: argparse.Namespace) -> int:
     if args.max_tokens < 1:
         raise _user_error(f"--max-tokens must be >= 1, got {args.max_tokens}")
-    translator, *_ = build_translator(args, n_best=args.n_best)
+    translator, _, _, _, origin = build_translator(args, n_best=args.n_best)
+    print(f"transformer translate: {origin}", file=sys.stderr)
     interactive = sys.stdin.isatty()
     lines = _lines(sys.stdin, interactive)
     results = translator.stream(

@@ -39,14 +39,28 @@ class TrainConfig:
     AVX512-BF16 or AMX) and float32 elsewhere.
     `max_minutes` > 0 also stops (validating and saving, as at max_steps) once this much wall
     time has gone into the training loop of this invocation (data preparation not counted).
+    `max_steps = "auto"` (needs `max_minutes`) fits the step count to the budget on the machine
+    at hand (`training.budget`): before the first real step the trainer runs `budget.SETTLE +
+    budget.TIMED` trial steps (discarded: weights, optimizer, RNG and data position are put
+    back), times one validation and one checkpoint, and picks the largest max_steps whose
+    steps, periodic validations and checkpoints and the final validation and checkpoint end
+    within the `max_minutes` that its clock started counting at the start of the loop (trial
+    steps included; data preparation, model building and anything after training excluded).
+    The figure (and the warm-up) is written into RUN_DIR/config.toml and log.jsonl ("schedule"
+    record), so `--resume` and a re-run from the run directory train the same schedule; if
+    the machine slows down and the time cap still ends the run first, a warning says so.
+    Warm-up: `warmup` steps as given (the default, `warmup_fraction = 0`: warm-up guards
+    Adam's first updates, which take as many steps on any machine), or with `max_steps =
+    "auto"` and `warmup_fraction` in (0, 1), that fraction of the fitted max_steps.
     `threads` > 0 sets torch's CPU thread count (0 keeps torch's default); small models on a
     busy machine often run faster with 1.
     """
 
     seed: int = 0
-    max_steps: int = 1000
+    max_steps: int | str = 1000  # or "auto" (with max_minutes): fitted to the time budget
     max_minutes: float = 0.0
     warmup: int = 4000
+    warmup_fraction: float = 0.0  # > 0 with max_steps "auto": warm-up = this x max_steps
     lr_scale: float = 1.0
     schedule: str = "noam"
     betas: tuple[float, float] = (0.9, 0.98)
@@ -65,7 +79,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
-        for name in ("max_steps", "warmup", "accum_steps", "log_every", "val_every"):
+        self._check_max_steps()
+        for name in ("warmup", "accum_steps", "log_every", "val_every"):
             _positive_int("train", name, getattr(self, name))
         for name in ("save_every", "keep_last"):
             _positive_int("train", name, getattr(self, name))
@@ -87,13 +102,31 @@ class TrainConfig:
             raise ConfigError(f"train.clip_norm must be >= 0 (0 = off), got {self.clip_norm!r}")
         _choice("train", "amp", self.amp, ("auto", "native", "bf16", "off"))
         _choice("train", "schedule", self.schedule, ("noam", "linear"))
-        if self.schedule == "linear" and self.max_steps <= self.warmup:
+        if self.schedule == "linear" and self.max_steps != "auto" and self.max_steps <= self.warmup:
             raise ConfigError(
                 f"train.schedule 'linear' decays to 0 at train.max_steps ({self.max_steps}), "
                 f"which must exceed train.warmup ({self.warmup})"
             )
         if not isinstance(self.device, str) or not self.device:
             raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+
+    def _check_max_steps(self) -> None:
+        """max_steps: a positive integer, or "auto" with a time budget; warmup_fraction."""
+        f = self.warmup_fraction
+        if not isinstance(f, int | float) or isinstance(f, bool) or not 0.0 <= f < 1.0:
+            raise ConfigError(f"train.warmup_fraction must be in [0, 1) (0 = off), got {f!r}")
+        if self.max_steps != "auto":
+            _positive_int("train", "max_steps", self.max_steps)
+            if f > 0:
+                raise ConfigError(
+                    'train.warmup_fraction applies to train.max_steps = "auto" only; with a '
+                    "fixed max_steps set train.warmup"
+                )
+        elif not (isinstance(self.max_minutes, int | float) and self.max_minutes > 0):
+            raise ConfigError(
+                'train.max_steps = "auto" fits the steps to train.max_minutes, which must be '
+                f"> 0, got {self.max_minutes!r}"
+            )
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,22 @@
 
 A fresh run refuses a directory that already holds checkpoints (nothing is overwritten);
 `resume=True` continues from the directory's last checkpoint and requires the same model
-and data config as the saved `config.toml` (training settings such as `max_steps` may change).
+and data config as the saved `config.toml` (training settings such as `max_steps` may change;
+`max_steps = "auto"` resumes the schedule fitted by the first invocation, `budget`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import filecmp
 import logging
 from pathlib import Path
 
 import torch
 
+from transformer.training import budget
 from transformer.training import checkpoint as ckpt
-from transformer.training.config import RunConfig
+from transformer.training.config import RunConfig, TrainConfig
 from transformer.training.data import build_data
 from transformer.training.trainer import RunDirError, Trainer, TrainResult
 
@@ -65,6 +68,19 @@ def _drop_stale_tokenizer(run: RunConfig, run_dir: Path) -> None:
         tok_path.unlink()
 
 
+def keep_fitted_schedule(run: RunConfig, saved: TrainConfig) -> RunConfig:
+    """Resuming with max_steps "auto" trains the schedule that the run's first invocation
+    fitted and wrote into config.toml (max_steps and warmup), so the resumed run is exact;
+    an explicit max_steps (or a saved "auto": no fit was recorded) is kept as given."""
+    if run.train.max_steps != "auto" or saved.max_steps == "auto":
+        return run
+    log.info("resuming the fitted schedule: max_steps %d, warmup %d", saved.max_steps, saved.warmup)
+    train = dataclasses.replace(
+        run.train, max_steps=saved.max_steps, warmup=saved.warmup, warmup_fraction=0.0
+    )
+    return dataclasses.replace(run, train=train)
+
+
 def train(
     run: RunConfig, run_dir: str | Path, resume: bool = False, tensorboard: bool = True
 ) -> TrainResult:
@@ -74,7 +90,7 @@ def train(
     run_dir = Path(run_dir)
     prepare_run_dir(run, run_dir, resume)
     data, model_cfg = build_data(run, run_dir, progress=run.train.progress)
-    run = RunConfig(model=model_cfg, data=run.data, train=run.train)
+    run, note = RunConfig(model=model_cfg, data=run.data, train=run.train), ""
     if resume:
         saved = RunConfig.from_toml(run_dir / "config.toml")
         if saved.model != run.model:
@@ -82,7 +98,10 @@ def train(
                 f"{run_dir}: the [model] config differs from the saved "
                 "config.toml; a checkpoint only loads into the same model"
             )
-    (run_dir / "config.toml").write_text(run.to_toml(), encoding="utf-8")
+        if run.train.max_steps == "auto" != saved.train.max_steps:
+            note = budget.NOTE  # config.toml keeps saying where the figures came from
+        run = keep_fitted_schedule(run, saved.train)
+    (run_dir / "config.toml").write_text(note + run.to_toml(), encoding="utf-8")
     torch.manual_seed(run.train.seed)  # the initial weights depend only on the config
     model = Transformer(run.model)
     trainer = Trainer(run, run_dir, data, model, resume=resume, tensorboard=tensorboard)

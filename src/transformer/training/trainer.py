@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import signal
 import threading
 import time
@@ -22,19 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from transformer.data import Batch
 from transformer.runtime import native_bf16, tune_malloc, use_bf16_autocast
+from transformer.training import budget
 from transformer.training import checkpoint as ckpt
+from transformer.training.budget import ScheduleFitting
 from transformer.training.config import RunConfig
 from transformer.training.data import TrainData
 from transformer.training.logging import MetricsLog
 from transformer.training.loss import label_smoothed_cross_entropy
 from transformer.training.optim import build_adam, set_lr
+from transformer.training.rng import rng_state, set_rng_state
 from transformer.training.schedule import linear_lr, noam_lr
 from transformer.training.val_bleu import probe_bleu
 
@@ -65,27 +66,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError(f"train.device = {name!r} but no CUDA device is available")
     return device
-
-
-def rng_state() -> dict[str, Any]:
-    """Every RNG a training step may draw from (dropout uses torch's global generator)."""
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "python": random.getstate(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy(), *rest))
 
 
 class _StopFlag:
@@ -136,7 +116,7 @@ class _Meter:
         }
 
 
-class Trainer:
+class Trainer(ScheduleFitting):
     """Trains `model` on `data` as `run` says, checkpointing into `run_dir`."""
 
     def __init__(
@@ -171,6 +151,7 @@ class Trainer:
         self._tensorboard = tensorboard
         self._saved_step = -1
         self.last_val: dict[str, float] | None = None
+        self._timing: budget.Timing | None = None  # set when max_steps "auto" was fitted
 
     # ---- data position -------------------------------------------------------------------
     def _next_batch(self) -> Batch:
@@ -226,7 +207,7 @@ class Trainer:
 
     def lr(self, step: int) -> float:
         t, d = self.run.train, self.run.model.d_model
-        if t.schedule == "linear":
+        if t.schedule == "linear" and t.max_steps != "auto":  # "auto": trial steps only
             return linear_lr(step, d, t.warmup, t.max_steps, t.lr_scale)
         return noam_lr(step, d, t.warmup, t.lr_scale)
 
@@ -308,7 +289,7 @@ class Trainer:
             torch.manual_seed(t.seed)
         status, self.last_val = "finished", None
         bar = tqdm(
-            total=t.max_steps,
+            total=t.max_steps if t.max_steps != "auto" else None,
             initial=self.step,
             disable=not t.progress,
             desc="train",
@@ -318,8 +299,12 @@ class Trainer:
         with _StopFlag() as flag, MetricsLog(self.run_dir, self.step, self._tensorboard) as log:
             if not self.resume:
                 log.write("data", 0, **self.data.summary())
-            meter = _Meter()
-            deadline = time.monotonic() + 60.0 * t.max_minutes if t.max_minutes else math.inf
+            started = time.monotonic()  # the budget clock (training.budget: what it counts)
+            deadline = started + 60.0 * t.max_minutes if t.max_minutes else math.inf
+            if t.max_steps == "auto":
+                self._fit_schedule(log, started)
+                t, bar.total = self.run.train, self.run.train.max_steps
+            meter, first_step, since = _Meter(), self.step, time.monotonic()
             while self.step < t.max_steps:
                 if flag.stop:
                     status = "interrupted"
@@ -343,6 +328,8 @@ class Trainer:
                 if self._periodic(meter, log, bar):
                     meter = _Meter()
             bar.close()
+            if status == "time limit":
+                self._warn_cut(log, first_step, since)
             self._finish(status, log)
         return TrainResult(self.step, status, self.last_val, self.run_dir)
 

@@ -53,8 +53,10 @@ def probe_bleu(
     max_positions: int,
     device: torch.device,
     batch_sentences: int = 128,
+    max_len_offset: int = 50,
 ) -> float:
-    """Greedy-decode the probe's sources (batches of similar lengths) and return sacreBLEU.
+    """Greedy-decode the probe's sources (batches of similar lengths) and return sacreBLEU;
+    outputs are limited to source length + `max_len_offset` tokens.
 
     Leaves the model in eval mode; the trainer switches back to train mode every step."""
     translator = Translator(
@@ -62,7 +64,7 @@ def probe_bleu(
         lambda _: [],
         probe.decode,
         probe.ids,
-        SearchSettings(beam=1),
+        SearchSettings(beam=1, max_len_offset=max_len_offset),
         max_positions=max_positions,
         device=device,
     )

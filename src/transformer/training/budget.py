@@ -1,0 +1,228 @@
+"""`train.max_steps = "auto"`: the step count that fills a time budget on the machine at hand.
+
+With a linear schedule the learning rate reaches 0 at max_steps, so a max_steps fitted to one
+machine's hour is cut short on a slower one (the rate still high when `max_minutes` stops it)
+and leaves time unused on a faster one. Instead the trainer measures, before its first real
+step, what the run will spend its time on, and picks the largest max_steps that fits:
+
+    cost(N) = N · step_s + V(N) · val_s + C(N) · save_s
+
+- `step_s`: the mean time of one optimizer step over `TIMED` trial steps, taken after `SETTLE`
+  untimed ones (the allocator, oneDNN's kernel caches and the first epoch's batches settle);
+- V(N) = ceil(N / val_every): the validations at every val_every-th step and the final one
+  (none is repeated when N is a multiple); `val_s` is one validation timed on the trial model
+  (the loss pass and, with train.val_bleu, the greedy BLEU probe with outputs capped at the
+  source length, about what a trained model writes);
+- C(N): the checkpoints at every save_every-th step, at every validation (counted as if each
+  improved the best, an upper bound) and at the end; `save_s` is one checkpoint written to a
+  scratch directory.
+
+The budget clock is the trainer's (`time.monotonic`), started at the beginning of the training
+loop: it counts the trial steps and timings, every step, log record, validation, BLEU probe
+and checkpoint, and the final validation and checkpoint; it does not count building the data
+(tokenizer, encoding, batching) or the model, nor anything after training. `MARGIN` of the
+budget is held back for noise in the measured step time. The trial steps are discarded (the
+trainer puts back weights, optimizer, RNG and data position), so a run with the fitted
+max_steps given explicitly trains exactly the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from transformer.config import ConfigError
+from transformer.training import checkpoint as ckpt
+from transformer.training.config import TrainConfig
+from transformer.training.logging import MetricsLog
+from transformer.training.rng import rng_state, set_rng_state
+from transformer.training.val_bleu import probe_bleu
+
+log = logging.getLogger("transformer.training")
+
+SETTLE = 10  # untimed trial steps
+TIMED = 40  # timed trial steps
+MARGIN = 0.01  # fraction of the budget held back for step-time noise
+NOTE = (
+    "# train.max_steps (and train.warmup) were fitted to train.max_minutes on the machine\n"
+    '# that trained this run (max_steps = "auto"; the "schedule" record of log.jsonl).\n\n'
+)
+
+
+class BudgetError(ConfigError):
+    """The budget cannot hold the schedule (one line naming the fields)."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds: one optimizer step, one validation, one checkpoint; `elapsed`: the budget
+    clock's reading after the trial (time already spent)."""
+
+    step_s: float
+    val_s: float
+    save_s: float
+    elapsed: float = 0.0
+
+
+def measure(
+    step: Callable[[], object],
+    validate: Callable[[], object],
+    save: Callable[[], object],
+    clock: Callable[[], float],
+    started: float,
+    settle: int = SETTLE,
+    timed: int = TIMED,
+) -> Timing:
+    """Run `settle` + `timed` trial steps, one validation and one save, reading `clock`."""
+    for _ in range(settle):
+        step()
+    t0 = clock()
+    for _ in range(timed):
+        step()
+    t1 = clock()
+    validate()
+    t2 = clock()
+    save()
+    t3 = clock()
+    return Timing((t1 - t0) / max(timed, 1), t2 - t1, t3 - t2, t3 - started)
+
+
+def n_validations(n: int, val_every: int) -> int:
+    """Validations of an n-step run: every val_every-th step, and at the end unless it just ran."""
+    return -(-n // val_every)
+
+
+def n_saves(n: int, val_every: int, save_every: int) -> int:
+    """Checkpoints of an n-step run: every save_every-th step, every validation (as if each
+    improved the best) and the end, each step counted once."""
+    both = math.lcm(val_every, save_every)
+    periodic = n // save_every + n // val_every - n // both
+    return periodic + (n > 0 and n % save_every != 0 and n % val_every != 0)
+
+
+def cost(n: int, timing: Timing, val_every: int, save_every: int) -> float:
+    """Predicted seconds of an n-step run (steps, validations, checkpoints)."""
+    return (
+        n * timing.step_s
+        + n_validations(n, val_every) * timing.val_s
+        + n_saves(n, val_every, save_every) * timing.save_s
+    )
+
+
+def fit_steps(seconds: float, timing: Timing, val_every: int, save_every: int) -> int:
+    """The largest n >= 0 with cost(n) <= seconds (cost grows with n: binary search)."""
+    if not timing.step_s > 0:
+        raise BudgetError(f"a trial step took {timing.step_s} s: the clock does not advance")
+    lo, hi = 0, max(int(seconds / timing.step_s), 0) + 1  # cost(hi) > seconds
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if cost(mid, timing, val_every, save_every) <= seconds:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def fitted(train: TrainConfig, timing: Timing, done: int = 0) -> TrainConfig:
+    """`train` with max_steps (and, with warmup_fraction, warmup) fitted to max_minutes;
+    `done` steps were trained before (a resumed run), the budget holds the rest."""
+    seconds = 60.0 * train.max_minutes * (1.0 - MARGIN) - timing.elapsed
+    n = done + fit_steps(seconds, timing, train.val_every, train.save_every)
+    warmup = train.warmup
+    if train.warmup_fraction > 0:
+        warmup = min(max(round(train.warmup_fraction * n), 1), max(n - 1, 1))
+    if n < 1 or (train.schedule == "linear" and n <= warmup):
+        raise BudgetError(
+            f"train.max_minutes = {train.max_minutes} holds only {n} steps of "
+            f"{timing.step_s:.3g} s on this machine, not more than train.warmup = {warmup}: "
+            "raise train.max_minutes or set train.warmup_fraction"
+        )
+    return dataclasses.replace(train, max_steps=n, warmup=warmup, warmup_fraction=0.0)
+
+
+class ScheduleFitting:
+    """`Trainer`'s part of max_steps "auto": fit the schedule, warn when the time cap cuts it.
+    (A mixin: it uses the trainer's model, optimizer, data position, run and run_dir.)"""
+
+    def _fit_schedule(self, metrics: MetricsLog, started: float) -> None:
+        """Time discarded trial steps, a validation and a checkpoint, then fit max_steps (and
+        warm-up) to train.max_minutes; the figures go to config.toml and log.jsonl."""
+        snapshot = self._snapshot()
+        try:
+            timing = measure(
+                self.train_step,
+                self._trial_validation,
+                self._scratch_save,
+                time.monotonic,
+                started,
+                settle=SETTLE,
+                timed=TIMED,
+            )
+        finally:
+            self._rewind(snapshot)
+        train = fitted(self.run.train, timing, done=self.step)
+        self.run, self._timing = dataclasses.replace(self.run, train=train), timing
+        (self.run_dir / "config.toml").write_text(NOTE + self.run.to_toml(), "utf-8")
+        planned = cost(train.max_steps - self.step, timing, train.val_every, train.save_every)
+        figures = dict(max_steps=train.max_steps, warmup=train.warmup, step_s=timing.step_s)
+        figures.update(val_s=timing.val_s, save_s=timing.save_s, trial_s=timing.elapsed)
+        metrics.write("schedule", self.step, **figures, planned_s=planned + timing.elapsed)
+        log.info(
+            "max_steps = %d, warmup = %d: %.3g s a step, %.3g s a validation, %.3g s a "
+            "checkpoint fill train.max_minutes = %g (written to config.toml)",
+            *(train.max_steps, train.warmup, timing.step_s, timing.val_s, timing.save_s),
+            train.max_minutes,
+        )
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        optimizer = copy.deepcopy(self.optimizer.state_dict())
+        return weights, optimizer, rng_state(), (self.step, self.epoch, self.batch_index)
+
+    def _rewind(self, snapshot: tuple[Any, ...]) -> None:
+        """Put back what `_snapshot` saw: the trial steps leave no trace."""
+        weights, optimizer, rng, (self.step, self.epoch, self.batch_index) = snapshot
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(optimizer)
+        self.optimizer.zero_grad(set_to_none=True)
+        set_rng_state(rng)
+        self._batches = None
+
+    def _trial_validation(self) -> None:
+        """A validation as the run does it; the BLEU probe's outputs are capped at the source
+        length (an untrained model would otherwise write to the +50 limit)."""
+        if self.validate() is not None and self.data.bleu_probe is not None:
+            probe = self.data.bleu_probe
+            probe_bleu(self.model, probe, self.run.model.max_len, self.device, max_len_offset=0)
+
+    def _scratch_save(self) -> None:
+        with tempfile.TemporaryDirectory(prefix=".trial-", dir=self.run_dir) as scratch:
+            ckpt.save_checkpoint(scratch, self.step, self.model.state_dict(), self.state(), 1)
+
+    def _warn_cut(self, metrics: MetricsLog, first_step: int, since: float) -> None:
+        """A warning (logged and in log.jsonl) when the time cap ends a schedule that has an
+        end (linear, or fitted) before that end."""
+        t = self.run.train
+        if t.schedule != "linear" and self._timing is None:
+            return  # Noam's schedule has no end: the time cap is the intended stop
+        message = (
+            f"train.max_minutes = {t.max_minutes:g} ended the run at step {self.step} of "
+            f"max_steps {t.max_steps}, the learning rate still {self.lr(max(self.step, 1)):.3g}"
+        )
+        done = self.step - first_step
+        if self._timing is not None and done > 0:
+            took = (time.monotonic() - since) / done
+            expected = cost(done, self._timing, t.val_every, t.save_every) / done
+            message += (
+                f": {took:.3g} s a step (validations and checkpoints included) against the "
+                f"{expected:.3g} s measured at the start; the machine slowed down"
+            )
+        log.warning(message)
+        metrics.write("event", self.step, level="warning", message=message)
