@@ -175,7 +175,7 @@ class WordPiece:
     ) -> tuple[list[int], list[int]]:
         """BERT's sentence pair: ([CLS] a [SEP] b [SEP], segment ids 0 ... 0 1 ... 1)."""
         a = self.encode(first, True, allow_special)
-        b = self.encode(second, False, allow_special) + [self.sep_id]
+        b = [*self.encode(second, False, allow_special), self.sep_id]
         return a + b, [0] * len(a) + [1] * len(b)
 
     def tokenize(self, text: str, allow_special: bool = True) -> list[str]:
