@@ -117,7 +117,6 @@ def convert_state_dict(hf: dict[str, Tensor], n_layers: int) -> dict[str, Tensor
     return {k: v.detach().clone() for k, v in out.items()}
 
 
-
 def from_hf(hf_config: dict[str, Any], hf_state: dict[str, Tensor]) -> BERT:
     """A `BERT` holding the weights of a `BertForMaskedLM` (config dict + state dict)."""
     cfg, n_segments = config_from_hf(hf_config)
