@@ -154,3 +154,26 @@ def test_cli_convert_bert(tmp_path, safe):
 def test_cli_convert_errors(tmp_path, capsys):
     assert cli_main(["convert", "bert", str(tmp_path), str(tmp_path / "out")]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_fill_mask_top_k_equals_hf_probabilities():
+    from transformer.decoding.fill_mask import fill_mask
+    from transformer.tokenizers import WordPiece
+
+    hf = hf_model()
+    ours = from_hf(hf.config.to_dict(), hf.state_dict())
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "man", "hat", "."]
+    tok = WordPiece(vocab + [f"w{i}" for i in range(101 - len(vocab))])
+    text = "A man [MASK] a hat [MASK]."
+    got = fill_mask(ours, tok, text, top_k=3)
+    ids = torch.tensor([tok.encode(text, add_special_tokens=True)])
+    with torch.no_grad():
+        probs = torch.softmax(hf(input_ids=ids).logits[0], -1)
+    for row, pos in zip(got, (3, 6), strict=True):
+        p, i = probs[pos].topk(3)
+        assert [t for t, _ in row] == [tok.tokens[j] for j in i.tolist()]
+        assert [q for _, q in row] == pytest.approx(p.tolist(), abs=1e-6)
+    with pytest.raises(ValueError, match="no \\[MASK\\]"):
+        fill_mask(ours, tok, "a man")
+    with pytest.raises(ValueError, match="reads 40"):
+        fill_mask(ours, tok, "a " * 40 + "[MASK]")
