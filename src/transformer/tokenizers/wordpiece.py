@@ -233,7 +233,7 @@ class WordPiece:
         """Read a BERT `vocab.txt` (e.g. bert-base-uncased's); the text rules are given."""
         try:
             with open(path, encoding="utf-8") as f:
-                tokens = [line.rstrip("\n") for line in f]
+                tokens = [line.rstrip() for line in f]  # (as tokenizers: trailing space off)
         except (OSError, UnicodeDecodeError) as err:
             raise tio.TokenizerError(f"{path}: cannot read vocab.txt ({err})") from err
         while tokens and not tokens[-1]:
