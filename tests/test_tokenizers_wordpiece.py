@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import random
 from collections import Counter
 
 import pytest
@@ -137,6 +138,17 @@ def test_pre_tokenize_equals_hf(text, lowercase, strip_accents):
 def test_pre_tokenize_without_cjk_equals_hf():
     text = TRICKY[2]
     assert pre_tokenize(text, True, cjk=False) == hf_words(text, True, cjk=False)
+
+
+def test_pre_tokenize_equals_hf_on_random_text():
+    rng = random.Random(0)
+    ranges = [(0x20, 0x7F), (0xA0, 0x250), (0x300, 0x370), (0x2000, 0x2070), (0x3000, 0x3010)]
+    alphabet = [chr(c) for lo, hi in ranges for c in range(lo, hi)]
+    alphabet += [*"\t\n\r\x00\x0b\x85\ufffd\u200b\ufeff\u2065\ue000", *"丟下丝且"]
+    for _ in range(400):
+        text = "".join(rng.choices(alphabet, k=rng.randint(1, 30)))
+        for lowercase in (True, False):
+            assert pre_tokenize(text, lowercase) == hf_words(text, lowercase), repr(text)
 
 
 # ------------------------------------------------------------------------ encoding
