@@ -30,6 +30,7 @@ from transformer.bench.measure import (
     _table,
     _warm,
 )
+from transformer.bench.wordpiece import HF_WP, HF_WP_LEARN, OURS_WP, OURS_WP_LEARN, bench_wordpiece
 
 
 def add_arguments(parser) -> None:
@@ -42,7 +43,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["learn", "encode", "text"],
+        choices=["learn", "encode", "text", "wordpiece"],
         help="run only these sections (default: all)",
     )
 
@@ -240,6 +241,8 @@ TARGETS = [
     ("one text: ours GPT-2 / HF byte-level", "text", OURS_GPT2, HF_GPT2, 1.0, "<="),
     ("one text: ours GPT-2 / tiktoken", "text", OURS_GPT2, TIKTOKEN, 3.0, "<="),
     ("one text, warm cache: ours GPT-2 / tiktoken", "text", OURS_WARM, TIKTOKEN, 3.0, "<="),
+    ("WordPiece learn: ours (frequency) / HF", "wp", OURS_WP_LEARN, HF_WP_LEARN, 2.0, "<="),
+    ("WordPiece encode lines: ours / HF, same vocab", "wp", OURS_WP, HF_WP, 2.0, "<="),
 ]
 
 
@@ -297,8 +300,8 @@ def run(args) -> int:
         lines += _read(root / "multi30k" / f"train.{lang}.gz").splitlines(keepends=True)
     shakespeare = _read(root / "tinyshakespeare" / "input.txt.gz")
     print(f"load average before: {os.getloadavg()}", file=sys.stderr)
-    sections = set(args.only or ["learn", "encode", "text"])
-    times: dict[str, dict] = {"learn": {}, "enc": {}, "text": {}}
+    sections = set(args.only or ["learn", "encode", "text", "wordpiece"])
+    times: dict[str, dict] = {"learn": {}, "enc": {}, "text": {}, "wp": {}}
     if "learn" in sections:
         learn_md, times["learn"], bpe = bench_learn(lines, merges, repeats)
         print(learn_md, flush=True)
@@ -313,6 +316,9 @@ def run(args) -> int:
         if "text" in sections:
             whole_md, times["text"] = bench_whole_text(shakespeare, gpt2, repeats, Path(tmp))
             print(whole_md, flush=True)
+    if "wordpiece" in sections:
+        wp_md, times["wp"] = bench_wordpiece(lines, 2000 if args.quick else 8000, repeats)
+        print(wp_md, flush=True)
     print(_targets(times))
     load = os.getloadavg()
     print(f"Load average (1, 5, 15 min) after the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

@@ -17,6 +17,13 @@ import gzip
 import sys
 from collections.abc import Iterator
 
+from transformer.cli.wordpiece import (
+    add_wordpiece_arguments,
+    encode_wordpiece,
+    load_any,
+    train_wordpiece,
+)
+
 
 def _error(message: str) -> Exception:
     """A `transformer.cli.UserError` (imported late: `transformer.cli` imports this module)."""
@@ -32,9 +39,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     train = which.add_parser("train", help="learn a tokenizer from text files (or stdin)")
     train.add_argument("files", nargs="*", help="text files (.gz ok); none or '-': stdin")
     train.add_argument("-o", "--out", required=True, help="tokenizer JSON file to write")
-    train.add_argument("--kind", choices=["bpe", "bytebpe"], default="bpe", help="default: bpe")
+    train.add_argument(
+        "--kind", choices=["bpe", "bytebpe", "wordpiece"], default="bpe", help="default: bpe"
+    )
     train.add_argument("--merges", type=int, help="number of merges (bpe; default 8000)")
-    train.add_argument("--vocab-size", type=int, help="vocabulary size (bytebpe; default 8000)")
+    train.add_argument(
+        "--vocab-size", type=int, help="vocabulary size (bytebpe, wordpiece; default 8000)"
+    )
+    add_wordpiece_arguments(train)
     train.add_argument("--min-frequency", type=int, default=2, help="default: 2")
     train.add_argument(
         "--no-end-of-word", action="store_true", help="bpe: no '</w>' marker on word ends"
@@ -108,6 +120,8 @@ def _train(args: argparse.Namespace) -> int:
 
     lines = (line for _, _, line in read_lines(args.files))
     progress = not args.quiet
+    if args.kind == "wordpiece":
+        return train_wordpiece(args, lines)
     if args.kind == "bpe":
         if args.vocab_size is not None:
             raise _error("--vocab-size is for --kind bytebpe; use --merges for bpe")
@@ -140,9 +154,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from transformer.tokenizers import BPE, load_tokenizer
+    from transformer.tokenizers import BPE, WordPiece
 
-    tok = load_tokenizer(args.tokenizer)
+    tok = load_any(args.tokenizer)
+    if isinstance(tok, WordPiece):
+        return encode_wordpiece(args, tok, read_lines(args.files))
     is_bpe = isinstance(tok, BPE)
     if not is_bpe and (args.add_bos or args.add_eos or args.format == "subword-nmt"):
         raise _error("--add-bos/--add-eos/--format subword-nmt need a classic BPE tokenizer")
@@ -164,9 +180,7 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from transformer.tokenizers import load_tokenizer
-
-    tok = load_tokenizer(args.tokenizer)
+    tok = load_any(args.tokenizer)
     for name, lineno, line in read_lines(args.files):
         try:
             ids = [int(x) for x in line.split()]

@@ -9,5 +9,14 @@ Both save/load versioned JSON and export a Hugging Face `tokenizer.json`.
 from transformer.tokenizers.bpe import BPE
 from transformer.tokenizers.bytebpe import ByteBPE, bytes_to_unicode, gpt2_files
 from transformer.tokenizers.io import TokenizerError, load_tokenizer
+from transformer.tokenizers.wordpiece import WordPiece
 
-__all__ = ["BPE", "ByteBPE", "TokenizerError", "bytes_to_unicode", "gpt2_files", "load_tokenizer"]
+__all__ = [
+    "BPE",
+    "ByteBPE",
+    "TokenizerError",
+    "WordPiece",
+    "bytes_to_unicode",
+    "gpt2_files",
+    "load_tokenizer",
+]
