@@ -136,6 +136,9 @@ class DataConfig:
     corpus (`data_dir` or TRANSFORMER_DATA), tokenized with a joint BPE of `bpe_merges`
     merges trained on the training split unless `tokenizer` names a saved one; with
     `split_punct`, punctuation is split off words first (`transformer.tokenizers.punct`).
+    task "parallel": any sentence-aligned corpus, the files `train_prefix.<src_lang>` and
+    `.<tgt_lang>` (plain or .gz; a relative prefix under `data_dir` when set) and likewise
+    `val_prefix`, tokenized as Multi30k is (WMT14 for the paper's configs).
     Batches hold at most `max_tokens` source (and target) tokens including padding.
     """
 
@@ -152,9 +155,16 @@ class DataConfig:
     bpe_merges: int = 8000
     split_punct: bool = False
     max_words: int = 100
+    train_prefix: str = ""
+    val_prefix: str = ""
 
     def __post_init__(self) -> None:
-        _choice("data", "task", self.task, ("copy", "multi30k"))
+        _choice("data", "task", self.task, ("copy", "multi30k", "parallel"))
+        if self.task == "parallel" and not (self.train_prefix and self.val_prefix):
+            raise ConfigError(
+                "data.task 'parallel' reads data.train_prefix and data.val_prefix "
+                "(files PREFIX.<src_lang> and PREFIX.<tgt_lang>); set both"
+            )
         for name in ("max_tokens", "copy_min_len", "copy_max_len", "copy_train_size"):
             _positive_int("data", name, getattr(self, name))
         for name in ("copy_val_size", "bpe_merges", "max_words"):

@@ -105,8 +105,7 @@ def copy_encoded(seqs: list[list[int]]) -> EncodedParallel:
 
 def multi30k_data(run: RunConfig, run_dir: Path, progress: bool) -> tuple[TrainData, ModelConfig]:
     """Multi30k train/val, tokenized with the run's BPE (trained here on the first run)."""
-    from transformer.data import encode_parallel, load_multi30k
-    from transformer.tokenizers import BPE
+    from transformer.data import load_multi30k
 
     d = run.data
     data_dir = d.data_dir or None
@@ -116,6 +115,45 @@ def multi30k_data(run: RunConfig, run_dir: Path, progress: bool) -> tuple[TrainD
     val_corpus = load_multi30k(
         "val", d.src_lang, d.tgt_lang, data_dir=data_dir, max_words=d.max_words, progress=progress
     )
+    return tokenized_data(run, run_dir, corpus, val_corpus, progress)
+
+
+def parallel_files(run: RunConfig, prefix: str) -> tuple[Path, Path]:
+    """`PREFIX.SRC_LANG` and `PREFIX.TGT_LANG` (each plain or with `.gz`); a relative prefix
+    is read under `data.data_dir` when that is set."""
+    d = run.data
+    base = Path(prefix)
+    if not base.is_absolute() and d.data_dir:
+        base = Path(d.data_dir) / base
+    found = []
+    for lang in (d.src_lang, d.tgt_lang):
+        plain = base.with_name(f"{base.name}.{lang}")
+        gz = plain.with_name(plain.name + ".gz")
+        if not plain.is_file() and not gz.is_file():
+            raise DataError(f"{plain} (or {gz.name}): file not found")
+        found.append(plain if plain.is_file() else gz)
+    return found[0], found[1]
+
+
+def parallel_data(run: RunConfig, run_dir: Path, progress: bool) -> tuple[TrainData, ModelConfig]:
+    """Any sentence-aligned corpus (`data.train_prefix`, `data.val_prefix`), e.g. WMT14."""
+    from transformer.data import read_parallel
+
+    d = run.data
+    corpus = read_parallel(*parallel_files(run, d.train_prefix), max_words=d.max_words)
+    val_corpus = read_parallel(*parallel_files(run, d.val_prefix), max_words=d.max_words)
+    return tokenized_data(run, run_dir, corpus, val_corpus, progress)
+
+
+def tokenized_data(
+    run: RunConfig, run_dir: Path, corpus, val_corpus, progress: bool
+) -> tuple[TrainData, ModelConfig]:
+    """Train/val `ParallelCorpus`es tokenized with the run's BPE (a joint BPE learnt from the
+    training pairs on the first run, or `data.tokenizer` copied in), encoded once and cached."""
+    from transformer.data import encode_parallel
+    from transformer.tokenizers import BPE
+
+    d = run.data
     tok_path = run_dir / "tokenizer.json"
     if not tok_path.exists():
         if d.tokenizer:
@@ -153,4 +191,6 @@ def build_data(run: RunConfig, run_dir: str | Path, progress: bool = True):
     """(TrainData, ModelConfig) for the run's task; see the module docstring."""
     if run.data.task == "copy":
         return copy_data(run), run.model
+    if run.data.task == "parallel":
+        return parallel_data(run, Path(run_dir), progress)
     return multi30k_data(run, Path(run_dir), progress)
