@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from transformer import durable
+
 
 class MetricsLog:
     """Append-only metrics log (jsonl + optional TensorBoard)."""
@@ -87,6 +89,4 @@ def _truncate_after(path: Path, step: int) -> None:
             continue
         if record.get("step", 0) <= step:
             kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    durable.write_text(path, "".join(k + "\n" for k in kept))
