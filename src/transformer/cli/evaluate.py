@@ -10,7 +10,6 @@ run's config unless given).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -102,15 +101,18 @@ def _perplexity(model, tokenizer, sources, refs, cfg, device):
 
 
 def run(args: argparse.Namespace) -> int:
+    from transformer import durable
+    from transformer.cli import check_output
     from transformer.evaluation import score_translations
 
+    check_output("--output", args.output)
     translator, model, tokenizer, cfg, run_cfg = build_translator(args)
     sources, refs, name = _test_set(args, run_cfg)
     start = time.perf_counter()
     hyps = [t.text for t in translator.stream(sources, max_tokens=args.max_tokens)]
     seconds = time.perf_counter() - start
     if args.output:
-        Path(args.output).write_text("\n".join(hyps) + "\n", encoding="utf-8")
+        durable.write_text(args.output, "\n".join(hyps) + "\n")
     scores = score_translations(hyps, refs)
     ppl = _perplexity(model, tokenizer, sources, refs, cfg, translator.device)
     search = "greedy" if args.beam == 1 else f"beam {args.beam}, alpha {args.alpha}"
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         search += ", exact stop"
     if args.json:
         print(
-            json.dumps(
+            durable.dumps(
                 {
                     "test_set": name,
                     "search": search,
@@ -130,7 +132,6 @@ def run(args: argparse.Namespace) -> int:
                     "ref_nll_per_token": ppl.per_token,
                     "ref_tokens": ppl.tokens,
                 },
-                indent=1,
             )
         )
         return 0

@@ -34,6 +34,7 @@ from transformer.training import checkpoint as ckpt
 from transformer.training import guard
 from transformer.training.config import RunConfig
 from transformer.training.data import TrainData
+from transformer.training.guard import StopFlag as _StopFlag
 from transformer.training.logging import MetricsLog
 from transformer.training.loss import label_smoothed_cross_entropy
 from transformer.training.optim import build_adam, set_lr
@@ -328,7 +329,7 @@ class Trainer:
             unit="step",
             dynamic_ncols=True,
         )
-        with guard.StopFlag() as flag, MetricsLog(self.run_dir, self.step, self._tensorboard) as log:
+        with _StopFlag() as flag, MetricsLog(self.run_dir, self.step, self._tensorboard) as log:
             if not self.resume:
                 log.write("data", 0, **self.data.summary())
             meter = _Meter()
