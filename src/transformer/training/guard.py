@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from transformer import durable
 from transformer.training import checkpoint as ckpt
 
 log = logging.getLogger("transformer.training")
@@ -67,7 +68,8 @@ def nonfinite_or_clip(model: nn.Module, loss_value: float, clip_norm: float) -> 
 def load_newest_good(run_dir: Path, load: Callable[[Path], None]) -> list[str]:
     """`load` the newest checkpoint of `run_dir` that verifies (`ckpt.verify`) and loads;
     each newer one is logged with the reason, set aside as `damaged-step-N` (kept, never
-    deleted) and skipped. Returns the skipped ones; CheckpointError when none is left."""
+    deleted) and skipped. RUN_DIR/model.safetensors is made the loaded one's weights.
+    Returns the skipped ones; CheckpointError when none is left."""
     skipped = []
     for _, path in reversed(ckpt.step_dirs(run_dir)):
         problem = ckpt.verify(path)
@@ -84,7 +86,18 @@ def load_newest_good(run_dir: Path, load: Callable[[Path], None]) -> list[str]:
         raise ckpt.CheckpointError(f"{run_dir}: no checkpoint verifies: {'; '.join(skipped)}")
     if skipped:
         log.warning("resuming from %s; skipped %s", path.name, ", ".join(skipped))
+    sync_latest(run_dir, path)
     return skipped
+
+
+def sync_latest(run_dir: Path, step_dir: Path) -> None:
+    """RUN_DIR/model.safetensors = the weights of the checkpoint resumed from (a kill between
+    a checkpoint's rename and this copy, or a fallback past a damaged one, leaves it behind)."""
+    latest, source = run_dir / "model.safetensors", step_dir / "model.safetensors"
+    same_size = latest.is_file() and latest.stat().st_size == source.stat().st_size
+    if same_size and latest.read_bytes() == source.read_bytes():
+        return
+    durable.copy_file(source, latest)
 
 
 def rewind_best_json(run_dir: Path, step: int, record: dict[str, Any] | None) -> None:
