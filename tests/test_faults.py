@@ -391,3 +391,43 @@ def test_external_sigterm_saves_then_resume_is_exact(tmp_path) -> None:
     train(tiny("train.max_steps=400", "train.save_every=100"), tmp_path / "ref",
           tensorboard=False)  # fmt: skip
     assert_identical(latest(run_dir), latest(tmp_path / "ref"))
+
+
+# ---- bad input: one line, before any work ----------------------------------------------------
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_is_refused_before_any_work(tmp_path, capsys) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(tiny().to_toml())
+    status = main(["train", str(config), "--out", str(tmp_path / "run"), "--set",
+                   "train.device='cuda'"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and err.endswith("train.device = 'cuda' but no CUDA device is available")
+    assert not (tmp_path / "run").exists()  # no data prepared, no config.toml written
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("train.lr_scale=inf", "train.lr_scale must be a finite positive number, got inf"),
+        ("train.clip_norm=nan", "train.clip_norm must be a finite number >= 0"),
+        ("train.max_minutes=inf", "train.max_minutes must be a finite number >= 0"),
+        ("model.layer_norm_eps=inf", "layer_norm_eps must be a finite number > 0, got inf"),
+        ("train.device='tpu'", "train.device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ],
+)
+def test_non_finite_and_bad_values_name_the_field(tmp_path, capsys, setting, message) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(tiny().to_toml())
+    assert main(["train", str(config), "--out", str(tmp_path / "run"), "--set", setting]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "c.toml" in err
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch) -> None:
+    argv = ["average", str(tmp_path), "--out", str(tmp_path / "no" / "x.safetensors")]
+    assert main(argv) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    monkeypatch.setenv("TRANSFORMER_DEBUG", "1")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].endswith("does not exist")

@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
             return _encode(args)
         return _decode(args)
     except TokenizerError as err:
+        if args.action == "train" and "empty" in str(err):  # name the input
+            raise _error(f"{', '.join(args.files) or '<stdin>'}: {err}") from None
         raise _error(str(err)) from err
 
 
