@@ -42,7 +42,7 @@ class MetricsLog:
         """Record one line; numeric scalars also go to TensorBoard as `kind/name`."""
         record = {"kind": kind, "step": step, **{k: _clean(v) for k, v in scalars.items()}}
         record["time"] = round(time.time(), 3)  # wall clock (Unix seconds): durations, not TB
-        self._fh.write(json.dumps(record) + "\n")
+        self._fh.write(durable.dumps(record, indent=None) + "\n")  # strict JSON
         self._fh.flush()
         if self._tb is not None:
             for name, value in scalars.items():
