@@ -78,35 +78,81 @@ def cases(tmp: Path) -> list[tuple[str, list[str] | None]]:
     train = ["train", str(cfg), "--out", str(tmp / "new")]
     return [
         ("train.device = 'tpu'", [*train, "--set", "train.device='tpu'"]),
-        ("train.device = 'cuda' on a machine without CUDA", [*train, "--set", "train.device='cuda'"]),
+        (
+            "train.device = 'cuda' on a machine without CUDA",
+            [*train, "--set", "train.device='cuda'"],
+        ),
         ("train.lr_scale = inf", [*train, "--set", "train.lr_scale=inf"]),
         ("train.clip_norm = nan", [*train, "--set", "train.clip_norm=nan"]),
         ("train.max_minutes = inf", [*train, "--set", "train.max_minutes=inf"]),
         ("model.layer_norm_eps = inf", [*train, "--set", "model.layer_norm_eps=inf"]),
         ("train.max_nonfinite_steps = 0", [*train, "--set", "train.max_nonfinite_steps=0"]),
         ("a config file that does not exist", ["train", str(tmp / "nope.toml"), "--out", "x"]),
-        ("--resume where no checkpoint verifies", ["train", str(cfg), "--out", str(broken), "--resume"]),
+        (
+            "--resume where no checkpoint verifies",
+            ["train", str(cfg), "--out", str(broken), "--resume"],
+        ),
         ("the disk fills up during the first write (ENOSPC, injected)", ["ENOSPC", *train]),
         ("no permission to write (EACCES, injected)", ["EACCES", *train]),
-        ("data.task multi30k, corpus missing, --offline",
-         ["--offline", *train, "--set", "data.task='multi30k'", "--set", f"data.data_dir='{tmp}'"]),
-        ("tokenizer train -o into a missing directory",
-         ["tokenizer", "train", "-o", str(tmp / "no" / "bpe.json"), str(bad_utf8)]),
-        ("tokenizer train on a file with invalid UTF-8 in line 3",
-         ["tokenizer", "train", "-o", str(tmp / "bpe.json"), str(bad_utf8)]),
-        ("tokenizer train on an empty file", ["tokenizer", "train", "-o", str(tmp / "e.json"), str(empty)]),
-        ("tokenizer encode with a tokenizer file that does not exist",
-         ["tokenizer", "encode", "-t", str(tmp / "none.json"), str(empty)]),
-        ("evaluate --output into a missing directory",
-         ["evaluate", str(run_dir), "--src", str(empty), "--ref", str(empty), "--output", str(tmp / "no" / "out.txt")]),
-        ("evaluate --src/--ref empty files", ["evaluate", str(run_dir), "--src", str(empty), "--ref", str(empty)]),
-        ("evaluate --src with invalid UTF-8", ["evaluate", str(run_dir), "--src", str(bad_utf8), "--ref", str(bad_utf8)]),
-        ("average --out into a file's place as directory",
-         ["average", str(run_dir), "--last", "1", "--out", str(cfg / "avg.safetensors")]),
-        ("translate --weights with a damaged 'aliases' field", ["translate", str(run_dir), "--weights", str(aliased)]),
+        (
+            "data.task multi30k, corpus missing, --offline",
+            [
+                "--offline",
+                *train,
+                "--set",
+                "data.task='multi30k'",
+                "--set",
+                f"data.data_dir='{tmp}'",
+            ],
+        ),
+        (
+            "tokenizer train -o into a missing directory",
+            ["tokenizer", "train", "-o", str(tmp / "no" / "bpe.json"), str(bad_utf8)],
+        ),
+        (
+            "tokenizer train on a file with invalid UTF-8 in line 3",
+            ["tokenizer", "train", "-o", str(tmp / "bpe.json"), str(bad_utf8)],
+        ),
+        (
+            "tokenizer train on an empty file",
+            ["tokenizer", "train", "-o", str(tmp / "e.json"), str(empty)],
+        ),
+        (
+            "tokenizer encode with a tokenizer file that does not exist",
+            ["tokenizer", "encode", "-t", str(tmp / "none.json"), str(empty)],
+        ),
+        (
+            "evaluate --output into a missing directory",
+            [
+                "evaluate",
+                str(run_dir),
+                "--src",
+                str(empty),
+                "--ref",
+                str(empty),
+                "--output",
+                str(tmp / "no" / "out.txt"),
+            ],
+        ),
+        (
+            "evaluate --src/--ref empty files",
+            ["evaluate", str(run_dir), "--src", str(empty), "--ref", str(empty)],
+        ),
+        (
+            "evaluate --src with invalid UTF-8",
+            ["evaluate", str(run_dir), "--src", str(bad_utf8), "--ref", str(bad_utf8)],
+        ),
+        (
+            "average --out into a file's place as directory",
+            ["average", str(run_dir), "--last", "1", "--out", str(cfg / "avg.safetensors")],
+        ),
+        (
+            "translate --weights with a damaged 'aliases' field",
+            ["translate", str(run_dir), "--weights", str(aliased)],
+        ),
         ("translate --device tpu", ["translate", str(run_dir), "--device", "tpu"]),
         ("translate a run directory that is not one", ["translate", str(tmp)]),
-        ("translate ... | head -1 (stdout closed)", None),
+        ("translate ... piped into `head -1` (stdout closed)", None),
     ]
 
 
