@@ -1,4 +1,7 @@
-"""Shared fixtures: where the real corpora live, and a seeded RNG for every test."""
+"""Shared fixtures: where the real corpora live, and a seeded RNG for every test.
+
+The test run never downloads (TRANSFORMER_OFFLINE=1; the download tests serve files from a
+local server and lift it for themselves)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+os.environ["TRANSFORMER_OFFLINE"] = "1"
 
 
 def data_root() -> Path:

@@ -27,8 +27,10 @@ def gz_lines(path):
 
 
 @pytest.fixture
-def server(tmp_path):
-    """(base_url, served_dir, requested_paths): a local static file server."""
+def server(tmp_path, monkeypatch):
+    """(base_url, served_dir, requested_paths): a local static file server (downloads from it
+    are allowed: conftest.py sets TRANSFORMER_OFFLINE=1 for every other test)."""
+    monkeypatch.delenv("TRANSFORMER_OFFLINE", raising=False)
     served = tmp_path / "served"
     served.mkdir()
     requested: list[str] = []
@@ -114,3 +116,19 @@ def test_tiny_shakespeare_download(tmp_path, server):
     assert tiny_shakespeare_path(data_root(), download_missing=False) == shared
     with pytest.raises(DataError, match="Tiny Shakespeare not found"):
         tiny_shakespeare_path(tmp_path / "empty", download_missing=False)
+
+
+def test_offline_forbids_downloads_and_files_on_disk_are_rehashed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFORMER_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"val\.de\.gz is missing and downloads are off"):
+        multi30k_files("val", "de", "en", data_dir=tmp_path, progress=False)
+    assert not (tmp_path / "multi30k").exists() or not list((tmp_path / "multi30k").iterdir())
+    damaged = tmp_path / "multi30k"
+    damaged.mkdir(exist_ok=True)
+    shared = corpus_dir("multi30k")
+    (damaged / "val.de.gz").write_bytes((shared / "val.de.gz").read_bytes()[:-10])
+    shutil.copy(shared / "val.en.gz", damaged / "val.en.gz")
+    with pytest.raises(DataError, match=r"val\.de\.gz: sha256 .* differs from the pinned"):
+        multi30k_files("val", "de", "en", data_dir=tmp_path)
+    shutil.copy(shared / "val.de.gz", damaged / "val.de.gz")
+    assert multi30k_files("val", "de", "en", data_dir=tmp_path)[0] == damaged / "val.de.gz"

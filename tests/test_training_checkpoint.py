@@ -110,7 +110,7 @@ def test_failed_save_leaves_previous_checkpoints_intact(tmp_path, monkeypatch) -
     def boom(*args, **kwargs):
         raise OSError("disk full (simulated kill during the save)")
 
-    monkeypatch.setattr(ckpt, "save_state", boom)
+    monkeypatch.setattr(ckpt, "state_bytes", boom)
     with pytest.raises(OSError):
         _save(tmp_path, 2, 3)
     assert [s for s, _ in ckpt.step_dirs(tmp_path)] == [1]  # no half-written step-2

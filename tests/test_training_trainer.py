@@ -149,7 +149,7 @@ def test_accumulation_normalises_by_the_steps_token_count(tmp_path) -> None:
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path) -> None:
-    run = small()
+    run = small("train.max_nonfinite_steps=1")  # stop at the first (tests/test_faults.py: skips)
     data, model_cfg = build_data(run, tmp_path)
     model = Transformer(model_cfg)
     calls = {"n": 0}

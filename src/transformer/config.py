@@ -8,6 +8,7 @@ naming the field.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -72,7 +73,7 @@ class ModelConfig:
             )
         for name in ("dropout", "attention_dropout", "label_smoothing"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0.0 <= value < 1.0:
+            if not isinstance(value, int | float) or not 0.0 <= value < 1.0:  # NaN fails too
                 raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
         _check_choice("activation", self.activation, ("relu", "gelu"))
         _check_choice("positional", self.positional, ("sinusoidal", "learned"))
@@ -83,8 +84,9 @@ class ModelConfig:
             )
         if not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
             raise ConfigError(f"pad_id must be a valid token id, got {self.pad_id}")
-        if self.layer_norm_eps <= 0:
-            raise ConfigError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
+        eps = self.layer_norm_eps
+        if not isinstance(eps, int | float) or isinstance(eps, bool) or not 0 < eps < math.inf:
+            raise ConfigError(f"layer_norm_eps must be a finite number > 0, got {eps!r}")
         if self.init_std is not None and not (
             isinstance(self.init_std, int | float)
             and not isinstance(self.init_std, bool)

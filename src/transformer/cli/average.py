@@ -27,11 +27,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformer.cli import UserError
+    from transformer.cli import UserError, check_output
     from transformer.training.checkpoint import CheckpointError, average, save_weights, step_dirs
 
     if args.last < 1:
         raise UserError(f"--last must be >= 1, got {args.last}")
+    check_output("--out", args.out)
     found = step_dirs(args.run_dir)
     if not found:
         raise UserError(f"{args.run_dir}: no checkpoints found (expected checkpoints/step-*/)")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -132,10 +131,13 @@ def _perplexity(model, tokenizer, sources, refs, cfg, device):
 
 
 def run(args: argparse.Namespace) -> int:
+    from transformer import durable
+    from transformer.cli import check_output
     from transformer.evaluation import score_translations
 
     if args.choose:
         return _choose(args)
+    check_output("--output", args.output)
     translator, model, run_dir, choice, origin = build_translator(args)
     tokenizer, cfg = run_dir.tokenizer, run_dir.model_config
     sources, refs, name = _test_set(args, run_dir.config)
@@ -143,13 +145,13 @@ def run(args: argparse.Namespace) -> int:
     hyps = [t.text for t in translator.stream(sources, max_tokens=args.max_tokens)]
     seconds = time.perf_counter() - start
     if args.output:
-        Path(args.output).write_text("\n".join(hyps) + "\n", encoding="utf-8")
+        durable.write_text(args.output, "\n".join(hyps) + "\n")
     scores = score_translations(hyps, refs)
     ppl = _perplexity(model, tokenizer, sources, refs, cfg, translator.device)
     search = choice.describe_search()
     if args.json:
         print(
-            json.dumps(
+            durable.dumps(
                 {
                     "test_set": name,
                     "search": search,
@@ -163,7 +165,6 @@ def run(args: argparse.Namespace) -> int:
                     "ref_nll_per_token": ppl.per_token,
                     "ref_tokens": ppl.tokens,
                 },
-                indent=1,
             )
         )
         return 0

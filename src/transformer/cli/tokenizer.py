@@ -92,14 +92,29 @@ def read_lines(files: list[str]) -> Iterator[tuple[str, int, str]]:
                 f = open(name, encoding="utf-8")  # noqa: SIM115 (closed below)
         except OSError as err:
             raise _error(f"{name}: cannot open ({err.strerror})") from err
+        lineno = 0
         try:
             for lineno, line in enumerate(f, start=1):
                 yield ("<stdin>" if name == "-" else name), lineno, line
-        except (UnicodeDecodeError, OSError, EOFError) as err:
-            raise _error(f"{name}: cannot read as UTF-8 text ({err})") from err
+        except UnicodeDecodeError as err:
+            raise _error(_utf8_error(name, lineno, err)) from None
+        except (OSError, EOFError) as err:
+            raise _error(f"{name}: cannot read ({err})") from None
         finally:
             if f is not sys.stdin:
                 f.close()
+
+
+def _utf8_error(name: str, lines_read: int, err: UnicodeDecodeError) -> str:
+    """'FILE:LINE: invalid UTF-8 ...' (the exact line: the file is read again as bytes)."""
+    if name != "-":
+        from transformer.data.corpus import DataError, read_text
+
+        try:
+            read_text(name)
+        except DataError as exact:
+            return str(exact)
+    return f"<stdin>: invalid UTF-8 after line {lines_read} ({err.reason})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,11 +127,17 @@ def run(args: argparse.Namespace) -> int:
             return _encode(args)
         return _decode(args)
     except TokenizerError as err:
+        if args.action == "train" and "empty" in str(err):  # name the input
+            raise _error(f"{', '.join(args.files) or '<stdin>'}: {err}") from None
         raise _error(str(err)) from err
 
 
 def _train(args: argparse.Namespace) -> int:
+    from transformer.cli import check_output
     from transformer.tokenizers import BPE, ByteBPE
+
+    for option, path in (("-o", args.out), ("--codes", args.codes), ("--hf-json", args.hf_json)):
+        check_output(option, path)  # before the learning, not after
 
     lines = (line for _, _, line in read_lines(args.files))
     progress = not args.quiet

@@ -3,8 +3,8 @@
 A cache entry is one `.npz` file of plain integer arrays (flat ids + offsets, ragged-array
 style; loaded with `allow_pickle=False`, never pickle), named by a sha256 over the
 tokenizer file's bytes, the source files' bytes and the kept line numbers (so a changed
-tokenizer, corpus or filter gives a new entry). Writes are atomic (temporary file +
-rename); an unreadable entry is logged and rebuilt, never trusted.
+tokenizer, corpus or filter gives a new entry). Writes are atomic and durable
+(`transformer.durable`); an unreadable entry is logged and rebuilt, never trusted.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from transformer import durable
 from transformer.data.corpus import DataError, ParallelCorpus, SkipCounts, log
 
 FORMAT_VERSION = b"transformer.data.cache v1"
@@ -67,13 +68,8 @@ def cached_arrays(
             log.warning("ignoring unreadable cache file %s (%s); rebuilding it", path, err)
     arrays = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with durable.atomic_file(path) as f:
+        np.savez(f, **arrays)
     return arrays, False
 
 
@@ -233,14 +229,20 @@ def encode_parallel(
         path = Path(cache_dir) / f"parallel-{key[:24]}.npz"
         arrays, hit = cached_arrays(path, build, lambda a: _arrays_match(a, len(numbers)))
         log.info("%s encoded corpus %s", "loaded" if hit else "stored", path)
-    encoded = EncodedParallel(
+    try:
+        return _encoded(arrays, numbers, corpus, path, hit).filter_lengths(max_len)
+    except DataError as err:  # nothing left: name the files
+        raise DataError(f"{corpus.src_path} / {corpus.tgt_path}: {err}") from None
+
+
+def _encoded(arrays, numbers, corpus, path, hit) -> EncodedParallel:
+    return EncodedParallel(
         **{name: arrays[name] for name in ("src_ids", "src_offsets", "tgt_ids", "tgt_offsets")},
         line_numbers=numbers,
         counts=corpus.counts,
         cache_path=path,
         from_cache=hit,
     )
-    return encoded.filter_lengths(max_len)
 
 
 def _arrays_match(arrays: dict[str, np.ndarray], n: int) -> bool:

@@ -39,6 +39,8 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, expected a text file") from None
+    except OSError as err:  # permission denied, an I/O error
+        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
     if not raw.startswith(GZIP_MAGIC):
         return raw
     try:

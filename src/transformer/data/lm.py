@@ -21,7 +21,7 @@ import torch
 from transformer.data.batching import EpochPlan
 from transformer.data.cache import Encoder, cached_arrays, digest
 from transformer.data.corpus import DataError, log, read_text
-from transformer.data.download import data_root, download
+from transformer.data.download import data_root, download, verify_file
 
 TINY_SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/"
@@ -41,9 +41,10 @@ def tiny_shakespeare_path(
     downloads `input.txt` (sha256-checked) when neither exists."""
     root = data_root(data_dir)
     directory = root if root.name == "tinyshakespeare" else root / "tinyshakespeare"
-    for name in ("input.txt.gz", "input.txt"):
-        if (directory / name).is_file():
-            return directory / name
+    if (directory / "input.txt.gz").is_file():  # a local copy (its own sha256 is not pinned)
+        return directory / "input.txt.gz"
+    if (directory / "input.txt").is_file():  # the downloaded file: re-hashed on each use
+        return verify_file(directory / "input.txt", TINY_SHAKESPEARE_SHA256)
     if not download_missing:
         raise DataError(f"Tiny Shakespeare not found in {directory} (input.txt[.gz])")
     return download(url, directory / "input.txt", sha256=TINY_SHAKESPEARE_SHA256, progress=progress)

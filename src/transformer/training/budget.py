@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from transformer import durable
 from transformer.config import ConfigError
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import TrainConfig
@@ -169,7 +170,7 @@ class ScheduleFitting:
             self._rewind(snapshot)
         train = fitted(self.run.train, timing, done=self.step)
         self.run, self._timing = dataclasses.replace(self.run, train=train), timing
-        (self.run_dir / "config.toml").write_text(NOTE + self.run.to_toml(), "utf-8")
+        durable.write_text(self.run_dir / "config.toml", NOTE + self.run.to_toml())
         planned = cost(train.max_steps - self.step, timing, train.val_every, train.save_every)
         figures = dict(max_steps=train.max_steps, warmup=train.warmup, step_s=timing.step_s)
         figures.update(val_s=timing.val_s, save_s=timing.save_s, trial_s=timing.elapsed)

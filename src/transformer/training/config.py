@@ -14,11 +14,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Self
 
 from transformer.config import ConfigError, ModelConfig, apply_overrides, load_toml
+
+DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class TrainConfig:
     "auto"` and `warmup_fraction` in (0, 1), that fraction of the fitted max_steps.
     `threads` > 0 sets torch's CPU thread count (0 keeps torch's default); small models on a
     busy machine often run faster with 1.
+    A step whose loss or gradient is NaN/inf is skipped (no update); `max_nonfinite_steps`
+    such steps in a row stop the run (1 stops at the first).
     """
 
     seed: int = 0
@@ -75,6 +80,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"
     threads: int = 0
+    max_nonfinite_steps: int = 5
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -82,7 +88,7 @@ class TrainConfig:
         self._check_max_steps()
         for name in ("warmup", "accum_steps", "log_every", "val_every"):
             _positive_int("train", name, getattr(self, name))
-        for name in ("save_every", "keep_last"):
+        for name in ("save_every", "keep_last", "max_nonfinite_steps"):
             _positive_int("train", name, getattr(self, name))
         for name in ("val_bleu", "threads"):  # 0 = off / torch's default
             value = getattr(self, name)
@@ -94,12 +100,15 @@ class TrainConfig:
             raise ConfigError(f"train.betas must be two numbers in [0, 1), got {self.betas!r}")
         for name in ("lr_scale", "eps"):
             _positive_float("train", name, getattr(self, name))
-        if not isinstance(self.max_minutes, int | float) or not self.max_minutes >= 0:
+        if not _finite(self.max_minutes) or not self.max_minutes >= 0:
             raise ConfigError(
-                f"train.max_minutes must be >= 0 (0 = no limit), got {self.max_minutes!r}"
+                f"train.max_minutes must be a finite number >= 0 (0 = no limit), "
+                f"got {self.max_minutes!r}"
             )
-        if not isinstance(self.clip_norm, int | float) or self.clip_norm < 0:
-            raise ConfigError(f"train.clip_norm must be >= 0 (0 = off), got {self.clip_norm!r}")
+        if not _finite(self.clip_norm) or self.clip_norm < 0:
+            raise ConfigError(
+                f"train.clip_norm must be a finite number >= 0 (0 = off), got {self.clip_norm!r}"
+            )
         _choice("train", "amp", self.amp, ("auto", "native", "bf16", "off"))
         _choice("train", "schedule", self.schedule, ("noam", "linear"))
         if self.schedule == "linear" and self.max_steps != "auto" and self.max_steps <= self.warmup:
@@ -107,8 +116,10 @@ class TrainConfig:
                 f"train.schedule 'linear' decays to 0 at train.max_steps ({self.max_steps}), "
                 f"which must exceed train.warmup ({self.warmup})"
             )
-        if not isinstance(self.device, str) or not self.device:
-            raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if not isinstance(self.device, str) or not DEVICE.match(self.device):
+            raise ConfigError(
+                f"train.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
+            )
 
     def _check_max_steps(self) -> None:
         """max_steps: a positive integer, or "auto" with a time budget; warmup_fraction."""
@@ -269,9 +280,13 @@ def _positive_int(section: str, name: str, value: Any) -> None:
         raise ConfigError(f"{section}.{name} must be a positive integer, got {value!r}")
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _positive_float(section: str, name: str, value: Any) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-        raise ConfigError(f"{section}.{name} must be a positive number, got {value!r}")
+    if not _finite(value) or not value > 0:
+        raise ConfigError(f"{section}.{name} must be a finite positive number, got {value!r}")
 
 
 def _choice(section: str, name: str, value: Any, choices: tuple[str, ...]) -> None:

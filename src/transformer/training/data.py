@@ -14,10 +14,10 @@ Batches follow `transformer.data.Batch`: src (B, S), tgt_in (B, T) = <s> y, tgt_
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from transformer import durable
 from transformer.config import ModelConfig
 from transformer.data import DataError, EncodedParallel, TokenBatcher
 from transformer.decoding.common import SpecialIds
@@ -159,7 +159,7 @@ def tokenized_data(
         if d.tokenizer:
             if not Path(d.tokenizer).is_file():
                 raise DataError(f"data.tokenizer: {d.tokenizer}: file not found")
-            shutil.copyfile(d.tokenizer, tok_path)
+            durable.copy_file(d.tokenizer, tok_path)
         else:
             bpe = BPE.train(
                 [*corpus.src, *corpus.tgt],

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from transformer import durable
+
 
 class MetricsLog:
     """Append-only metrics log (jsonl + optional TensorBoard)."""
@@ -40,7 +42,7 @@ class MetricsLog:
         """Record one line; numeric scalars also go to TensorBoard as `kind/name`."""
         record = {"kind": kind, "step": step, **{k: _clean(v) for k, v in scalars.items()}}
         record["time"] = round(time.time(), 3)  # wall clock (Unix seconds): durations, not TB
-        self._fh.write(json.dumps(record) + "\n")
+        self._fh.write(durable.dumps(record, indent=None) + "\n")  # strict JSON
         self._fh.flush()
         if self._tb is not None:
             for name, value in scalars.items():
@@ -87,6 +89,4 @@ def _truncate_after(path: Path, step: int) -> None:
             continue
         if record.get("step", 0) <= step:
             kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    durable.write_text(path, "".join(k + "\n" for k in kept))

@@ -1,9 +1,11 @@
 """One call from a config to a trained run directory: `train(run, run_dir, resume=False)`.
 
 A fresh run refuses a directory that already holds checkpoints (nothing is overwritten);
-`resume=True` continues from the directory's last checkpoint and requires the same model
-and data config as the saved `config.toml` (training settings such as `max_steps` may change;
-`max_steps = "auto"` resumes the schedule fitted by the first invocation, `budget`).
+`resume=True` continues from the directory's newest checkpoint that verifies and requires the
+same model and data config as the saved `config.toml` (training settings such as `max_steps`
+may change; `max_steps = "auto"` resumes the schedule fitted by the first invocation,
+`budget`). The device is checked before any work; temporaries left by a killed run are
+removed on start.
 """
 
 from __future__ import annotations
@@ -15,17 +17,29 @@ from pathlib import Path
 
 import torch
 
+from transformer import durable
+from transformer.config import ConfigError
 from transformer.training import budget
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig, TrainConfig
 from transformer.training.data import build_data
-from transformer.training.trainer import RunDirError, Trainer, TrainResult
+from transformer.training.trainer import (
+    RunDirError,
+    Trainer,
+    TrainingError,
+    TrainResult,
+    resolve_device,
+)
 
 log = logging.getLogger("transformer.training")
 
 
 def prepare_run_dir(run: RunConfig, run_dir: Path, resume: bool) -> None:
-    """Check that the directory fits the request (fresh vs resume) and create it."""
+    """Check that the directory fits the request (fresh vs resume) and create it; remove
+    the temporaries of a killed run."""
+    for directory in (run_dir, run_dir / "checkpoints", run_dir / "cache"):
+        for path in durable.clean_stale(directory):
+            log.info("removed %s (left by an interrupted write)", path)
     has_ckpt = bool(ckpt.step_dirs(run_dir))
     if resume:
         if not has_ckpt:
@@ -88,6 +102,12 @@ def train(
     from transformer.models import Transformer
 
     run_dir = Path(run_dir)
+    try:
+        resolve_device(run.train.device)  # before any data is prepared or file written
+    except TrainingError as err:  # names train.device
+        raise ConfigError(str(err)) from None
+    except RuntimeError as err:  # torch cannot parse the name
+        raise ConfigError(f"train.device = {run.train.device!r}: {err}") from None
     prepare_run_dir(run, run_dir, resume)
     data, model_cfg = build_data(run, run_dir, progress=run.train.progress)
     run, note = RunConfig(model=model_cfg, data=run.data, train=run.train), ""
@@ -101,7 +121,7 @@ def train(
         if run.train.max_steps == "auto" != saved.train.max_steps:
             note = budget.NOTE  # config.toml keeps saying where the figures came from
         run = keep_fitted_schedule(run, saved.train)
-    (run_dir / "config.toml").write_text(note + run.to_toml(), encoding="utf-8")
+    durable.write_text(run_dir / "config.toml", note + run.to_toml())
     torch.manual_seed(run.train.seed)  # the initial weights depend only on the config
     model = Transformer(run.model)
     trainer = Trainer(run, run_dir, data, model, resume=resume, tensorboard=tensorboard)

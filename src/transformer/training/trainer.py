@@ -6,16 +6,17 @@ the number of non-pad target tokens of the *whole step*, so the gradient is the 
 however the tokens fall into batches. The state saved with each checkpoint (optimizer, step,
 data position = (epoch, next batch), RNG states, best validation loss) makes a resumed run
 repeat exactly what the uninterrupted run would have done; on CPU the weights are
-bit-identical. Ctrl-C finishes the current step, saves and returns; a NaN/inf loss stops the
-run before the optimizer step, leaving the last good checkpoint untouched.
+bit-identical. Ctrl-C or SIGTERM finishes the current step, saves and returns (a second signal
+stops at once). A step whose loss or gradient is NaN/inf is skipped before the optimizer step
+and counted; `train.max_nonfinite_steps` of them in a row stop the run, leaving the last good
+checkpoint untouched. Weights with a NaN/inf are never saved, a NaN validation figure is never
+a best, and resume falls back past a damaged checkpoint to the newest one that verifies.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +28,12 @@ from tqdm import tqdm
 
 from transformer.data import Batch
 from transformer.runtime import native_bf16, tune_malloc, use_bf16_autocast
-from transformer.training import budget
+from transformer.training import budget, guard
 from transformer.training import checkpoint as ckpt
 from transformer.training.budget import ScheduleFitting
 from transformer.training.config import RunConfig
 from transformer.training.data import TrainData
+from transformer.training.guard import StopFlag as _StopFlag
 from transformer.training.logging import MetricsLog
 from transformer.training.loss import label_smoothed_cross_entropy
 from transformer.training.optim import build_adam, set_lr
@@ -66,27 +68,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingError(f"train.device = {name!r} but no CUDA device is available")
     return device
-
-
-class _StopFlag:
-    """SIGINT sets a flag checked between steps; a second Ctrl-C interrupts at once."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self._previous = None
-
-    def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.stop = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 class _Meter:
@@ -152,6 +133,8 @@ class Trainer(ScheduleFitting):
         self._saved_step = -1
         self.last_val: dict[str, float] | None = None
         self._timing: budget.Timing | None = None  # set when max_steps "auto" was fitted
+        self.nonfinite_steps = 0  # steps skipped for a NaN/inf loss or gradient, in all
+        self.best_record: dict[str, Any] | None = None  # what best.json holds
 
     # ---- data position -------------------------------------------------------------------
     def _next_batch(self) -> Batch:
@@ -175,17 +158,27 @@ class Trainer(ScheduleFitting):
     def train_step(self) -> tuple[float, float, int, int, int]:
         """Accumulate `accum_steps` batches, clip, set the rate and step Adam.
 
+        A NaN/inf loss or gradient skips the update (the batches are consumed, the weights
+        and Adam's moments untouched) and tries the next batches; `train.max_nonfinite_steps`
+        such steps in a row raise `TrainingError`.
         Returns (summed loss, summed NLL, target tokens, pad positions, all positions)."""
-        batches = [self._next_batch() for _ in range(self.run.train.accum_steps)]
-        n_tokens = sum(b.n_tgt_tokens for b in batches)
-        n_pos = sum(b.src.numel() + b.tgt_out.numel() for b in batches)
-        n_pad = n_pos - sum(b.n_src_tokens + b.n_tgt_tokens for b in batches)
-        loss_value, nll_value = self.accumulate(batches, n_tokens)
-        if not math.isfinite(loss_value):
+        in_a_row = 0
+        while True:
+            batches = [self._next_batch() for _ in range(self.run.train.accum_steps)]
+            n_tokens = sum(b.n_tgt_tokens for b in batches)
+            n_pos = sum(b.src.numel() + b.tgt_out.numel() for b in batches)
+            n_pad = n_pos - sum(b.n_src_tokens + b.n_tgt_tokens for b in batches)
+            loss_value, nll_value = self.accumulate(batches, n_tokens)
+            bad = guard.nonfinite_or_clip(self.model, loss_value, self.run.train.clip_norm)
+            if bad is None:
+                break
             self.optimizer.zero_grad(set_to_none=True)
-            raise TrainingError(self._diverged_message(loss_value))
-        if self.run.train.clip_norm > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.run.train.clip_norm)
+            self.nonfinite_steps += 1
+            in_a_row += 1
+            if in_a_row >= self.run.train.max_nonfinite_steps:
+                raise TrainingError(self._diverged_message(bad, in_a_row))
+            log.warning("step %d: %s; update skipped (%d in a row, %d in all)",
+                        self.step + 1, bad, in_a_row, self.nonfinite_steps)  # fmt: skip
         set_lr(self.optimizer, self.lr(self.step + 1))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -211,13 +204,16 @@ class Trainer(ScheduleFitting):
             return linear_lr(step, d, t.warmup, t.max_steps, t.lr_scale)
         return noam_lr(step, d, t.warmup, t.lr_scale)
 
-    def _diverged_message(self, value: float) -> str:
+    def _last_good(self) -> str:
         last = ckpt.step_dirs(self.run_dir)
-        kept = f"the last good checkpoint is {last[-1][1]}" if last else "no checkpoint was saved"
+        return f"the last good checkpoint is {last[-1][1]}" if last else "no checkpoint was saved"
+
+    def _diverged_message(self, what: str, in_a_row: int = 1) -> str:
+        times = f" ({in_a_row} steps in a row, train.max_nonfinite_steps)" if in_a_row > 1 else ""
         return (
-            f"loss became {value} at step {self.step + 1} (lr {self.lr(self.step + 1):.3g}); "
-            f"stopped before updating the weights; {kept}. Try a lower train.lr_scale, a "
-            "longer train.warmup or train.clip_norm."
+            f"{what} at step {self.step + 1}{times} (lr {self.lr(self.step + 1):.3g}); "
+            f"stopped before updating the weights; {self._last_good()}. Try a lower "
+            "train.lr_scale, a longer train.warmup or train.clip_norm."
         )
 
     # ---- validation and checkpoints ------------------------------------------------------
@@ -244,39 +240,56 @@ class Trainer(ScheduleFitting):
             "optimizer": self.optimizer.state_dict(),
             "rng": rng_state(),
             "best_key": self.best_val,
+            "best": self.best_record,
+            "nonfinite_steps": self.nonfinite_steps,
         }
 
     def save(self, val: dict[str, float] | None = None) -> Path:
+        """Checkpoint the current step (a new best when `val` improves on it). Weights with a
+        NaN/inf are a TrainingError and nothing is written."""
+        weights = self.model.state_dict()
+        bad = ckpt.nonfinite(weights)
+        if bad:
+            raise TrainingError(
+                f"the weights hold NaN/inf values at step {self.step} ({', '.join(bad[:3])}); "
+                f"not saved; {self._last_good()}"
+            )
         is_best = self._improves(val)
         if is_best:
             self.best_val = _selection_key(val)
+            self.best_record = {"step": self.step, **_best_info(val)}
         self._saved_step = self.step
         return ckpt.save_checkpoint(
             self.run_dir,
             self.step,
-            self.model.state_dict(),
+            weights,
             self.state(),
             self.run.train.keep_last,
             best_info=_best_info(val) if is_best else None,
         )
 
     def restore(self) -> None:
-        """Load the most recent complete checkpoint of the run directory."""
-        found = ckpt.step_dirs(self.run_dir)
-        if not found:
+        """Load the newest checkpoint of the run directory that verifies (`ckpt.verify`);
+        newer damaged ones are logged, set aside as `damaged-step-N` and skipped."""
+        if not ckpt.step_dirs(self.run_dir):
             raise TrainingError(f"{self.run_dir}: no checkpoint to resume from")
-        _, path = found[-1]
+        if guard.load_newest_good(self.run_dir, self._load):
+            guard.rewind_best_json(self.run_dir, self.step, self.best_record)
+        self._batches = None
+        self._saved_step = self.step
+
+    def _load(self, path: Path) -> None:
         ckpt.load_into(self.model, path / "model.safetensors")
         state = ckpt.load_state(path / "state.pt")
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.step, self.epoch = int(state["step"]), int(state["epoch"])
             self.batch_index, self.best_val = int(state["batch_index"]), state.get("best_key")
+            self.best_record = state.get("best")
+            self.nonfinite_steps = int(state.get("nonfinite_steps", 0))
             set_rng_state(state["rng"])
         except (KeyError, ValueError, TypeError) as err:
             raise ckpt.CheckpointError(f"{path / 'state.pt'}: incomplete state ({err})") from None
-        self._batches = None
-        self._saved_step = self.step
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -344,6 +357,7 @@ class Trainer(ScheduleFitting):
             self.save(val)
         elif self._improves(val):
             self.best_val = _selection_key(val)
+            self.best_record = {"step": self.step, **_best_info(val)}
             ckpt.write_json(
                 self.run_dir / "checkpoints" / "best.json", {"step": self.step, **_best_info(val)}
             )
@@ -379,7 +393,10 @@ class Trainer(ScheduleFitting):
         return logged
 
     def _improves(self, val: dict[str, float] | None) -> bool:
-        return val is not None and (self.best_val is None or _selection_key(val) >= self.best_val)
+        """Whether `val` is a new best; a NaN/inf figure never is."""
+        if val is None or not math.isfinite(key := _selection_key(val)):
+            return False
+        return self.best_val is None or key >= self.best_val
 
 
 def _selection_key(val: dict[str, float]) -> float:
