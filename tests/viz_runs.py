@@ -26,7 +26,7 @@ SENTENCES = [
 ]
 
 
-def model_section(vocab: int, layers: int = 2, heads: int = 2, max_len: int = 24) -> dict:
+def model_section(vocab: int, layers: int = 2, heads: int = 2, max_len: int = 16) -> dict:
     return {
         "preset": "tiny",
         "src_vocab_size": vocab,

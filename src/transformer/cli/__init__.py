@@ -17,13 +17,14 @@ from transformer.cli import (
     demo,
     evaluate,
     plot,
+    serve,
     tokenizer,
     train,
     translate,
 )
 
 # The sub-command modules, in the order `--help` shows them.
-COMMANDS = [demo, train, average, translate, evaluate, tokenizer, bench, plot, convert]
+COMMANDS = [demo, train, average, translate, evaluate, tokenizer, bench, plot, convert, serve]
 
 
 class UserError(Exception):

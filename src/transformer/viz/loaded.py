@@ -42,6 +42,10 @@ class LoadedRun:
         return self.run.tokenizer
 
     @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
     def max_positions(self) -> int:
         return self.run.model_config.max_len
 
