@@ -119,6 +119,13 @@ def create_app(explorer: Explorer) -> FastAPI:
     app.state.explorer, app.state.gate = explorer, gate
     _install_errors(app, explorer.limits.max_body)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _install_info(app, explorer, gate)
+    _install_api(app, explorer, gate)
+    return app
+
+
+def _install_info(app: FastAPI, explorer: Explorer, gate: Gate) -> None:
+    """The page, the API description, /healthz and /api/runs."""
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -137,6 +144,10 @@ def create_app(explorer: Explorer) -> FastAPI:
         lim = explorer.limits
         limits = {k: getattr(lim, k) for k in s.LimitsInfo.model_fields}
         return {"runs": explorer.describe(), "limits": limits}
+
+
+def _install_api(app: FastAPI, explorer: Explorer, gate: Gate) -> None:
+    """The three model endpoints, each computed in a worker thread behind `gate`."""
 
     @app.post(
         "/api/translate",
@@ -165,5 +176,3 @@ def create_app(explorer: Explorer) -> FastAPI:
     async def attention(body: s.AttentionRequest):
         args = (body.run, body.text, body.kind, body.layer, body.head)
         return await gate.run(explorer.attention, *args)
-
-    return app
