@@ -140,3 +140,22 @@ def test_errors_show_on_the_page(server, browser):
     page.wait_for_function("document.getElementById('status').textContent.includes('400')")
     assert "the text is empty" in page.locator("#status").inner_text()
     page.close()
+
+
+def test_api_docs_page_lists_the_endpoints(server, browser):
+    page = browser.new_page()
+    outside = []
+    page.on("request", lambda r: None if r.url.startswith(server) else outside.append(r.url))
+    page.goto(f"{server}/docs")
+    page.wait_for_selector(".route")
+    text = page.locator("#routes").inner_text()
+    for route in (
+        "POST /api/translate",
+        "POST /api/generate",
+        "POST /api/attention",
+        "GET /api/runs",
+        "GET /healthz",
+    ):
+        assert route in text
+    assert outside == []  # served offline: nothing from a CDN
+    page.close()
