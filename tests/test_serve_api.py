@@ -4,6 +4,7 @@ a run that is not loaded, and parallel requests answered as sequential ones."""
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -184,8 +185,9 @@ def test_saturated_server_answers_503(run_path):
         first = pool.submit(client.post, "/api/translate", json={"text": "Ein"})
         assert entered.acquire(timeout=30)  # one computing
         second = pool.submit(client.post, "/api/translate", json={"text": "Ein"})
+        deadline = time.monotonic() + 30
         while client.get("/healthz").json()["in_flight"] < 2:  # one waiting
-            pass
+            assert time.monotonic() < deadline
         refused = client.post("/api/translate", json={"text": "Ein"})
         release.set()
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"

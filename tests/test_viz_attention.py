@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from transformer.cli import main
+from transformer.models import GPT
 from transformer.viz.attention import sentence_attention, token_labels
 from transformer.viz.attention_plot import attention_figure, save_figure
 from transformer.viz.loaded import LoadedRun
@@ -114,3 +115,17 @@ def test_cli_writes_the_figure(run_path, tmp_path, capsys):
     assert "0 .. 2" in capsys.readouterr().err
     assert main(["plot", "attention", str(tmp_path), TEXT]) == 2
     assert "config.toml not found" in capsys.readouterr().err
+
+
+def test_a_gpt_reads_its_own_text(loaded):
+    torch.manual_seed(3)
+    gpt = GPT(loaded.run.model_config).eval()
+    result = sentence_attention(gpt, loaded.tokenizer, TEXT)
+    assert list(result.views) == ["decoder"] and result.output == ""
+    ids = torch.tensor([loaded.tokenizer.encode(TEXT)])
+    with torch.no_grad():
+        _, reference = gpt(ids, need_weights=True)
+    fig = attention_figure(result.views["decoder"], layers=[1])
+    for head, ax in enumerate(_panels(fig)):
+        np.testing.assert_allclose(ax.images[0].get_array(), reference[1][0, head], atol=1e-6)
+    assert [t.get_text() for t in ax.get_yticklabels()] == result.source_tokens

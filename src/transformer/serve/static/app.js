@@ -64,16 +64,19 @@ async function submit(event) {
   const run = currentRun(), text = $("text").value;
   status("working…", true);
   $("go").disabled = true;
+  const start = performance.now();
   try {
-    const output = run.kind === "gpt"
-      ? api("/api/generate", { run: run.name, prompt: text, max_new_tokens: 30 })
-      : api("/api/translate", { run: run.name, text });
-    const [out, attention] = await Promise.all([output, api("/api/attention",
-      { run: run.name, text })]);
-    $("translation").textContent = run.kind === "gpt" ? out.continuation : out.translation;
+    // A translation run: /api/attention translates (the run's beam search) and returns the
+    // attention of that translation, so one request gives both. A GPT run: continue the
+    // prompt with /api/generate and show the attention over the prompt.
+    const continuation = run.kind === "gpt"
+      ? api("/api/generate", { run: run.name, prompt: text, max_new_tokens: 30 }) : null;
+    const attention = await api("/api/attention", { run: run.name, text });
+    $("translation").textContent = continuation ? (await continuation).continuation
+      : attention.output;
     $("output").hidden = $("controls").hidden = $("views").hidden = false;
     state.data = attention;
-    status(`done in ${out.milliseconds === undefined ? "" : out.milliseconds + " ms"}`, true);
+    status(`done in ${Math.round(performance.now() - start)} ms`, true);
     render(true);
   } catch (err) {
     status(err.message, false);
