@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from transformer.cli import main
 from transformer.models import GPT
+from transformer.rundir import DecodingChoice, RunDir
 from transformer.serve import Explorer, Limits, create_app
 from transformer.viz.loaded import LoadedRun
 from viz_runs import make_run
@@ -211,8 +212,22 @@ def test_parallel_requests_answer_as_sequential_ones(client):
     assert parallel == sequential
 
 
+def test_recorded_decoding_settings_are_used(tmp_path):
+    path = make_run(tmp_path / "chosen")
+    RunDir.open(path).record_decoding(DecodingChoice(beam=2, alpha=0.0), scores=[])
+    with TestClient(create_app(Explorer.load([str(path)]))) as client:
+        (info,) = client.get("/api/runs").json()["runs"]
+        answer = client.post("/api/translate", json={"text": TEXTS[0]}).json()
+    assert info["beam"] == answer["beam"] == 2 and answer["alpha"] == 0.0
+    assert info["decoding"] == "beam 2, alpha 0, latest weights (recorded in decoding.json)"
+    overridden = Explorer.load([str(path)], beam=3)
+    assert overridden.describe()[0]["decoding"].endswith("(recorded in decoding.json, beam given)")
+
+
 def test_cli_errors(tmp_path, capsys):
     assert main(["serve", str(tmp_path)]) == 2
     assert "config.toml not found" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--port", "70000"]) == 2
     assert "--port" in capsys.readouterr().err
+    assert main(["serve", str(make_run(tmp_path / "r")), "--beam", "0"]) == 2
+    assert "beam must be a positive integer" in capsys.readouterr().err

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from transformer.decoding.translator import SearchSettings
 from transformer.serve import Explorer, Limits, create_app
 from viz_runs import make_run
 
@@ -27,7 +26,7 @@ def load():
 def test_400_requests_from_8_clients(load, tmp_path):
     run = make_run(tmp_path / "m30k", layers=1, heads=2)
     # Greedy search keeps this test to seconds; the script measures the default beam 4.
-    explorer = Explorer.load([str(run)], Limits(workers=2, queue=16), settings=SearchSettings(1))
+    explorer = Explorer.load([str(run)], Limits(workers=2, queue=16), beam=1)
     server, url = load.serve_in_thread(create_app(explorer))
     try:
         figures = load.load_test(url, clients=8, requests=400)

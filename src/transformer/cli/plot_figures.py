@@ -34,9 +34,11 @@ def add_parsers(which: argparse._SubParsersAction) -> None:
     att.add_argument("--head", type=int, default=None, help="one head (default: all)")
     att.add_argument("--average-heads", action="store_true", help="one panel per layer: mean")
     att.add_argument("--out", default="attention.png", help="file to write (.png or .svg)")
-    att.add_argument("--weights", default="latest", help="'latest', 'best' or a file")
-    att.add_argument("--beam", type=int, default=4, help="beam size; 1 = greedy (default 4)")
-    att.add_argument("--alpha", type=float, default=0.6, help="length penalty (default 0.6)")
+    att.add_argument(
+        "--weights", default=None, help="'latest', 'best' or a file (default: recorded)"
+    )
+    att.add_argument("--beam", type=int, default=None, help="beam size (default: recorded)")
+    att.add_argument("--alpha", type=float, default=None, help="length penalty (recorded)")
     att.set_defaults(run=run_attention)
 
     lr = which.add_parser("lr", help="the learning-rate schedule of a config (PNG/SVG)")
@@ -60,7 +62,6 @@ def _check_out(path: str) -> None:
 
 def run_attention(args: argparse.Namespace) -> int:
     from transformer.cli import UserError
-    from transformer.decoding.translator import SearchSettings
     from transformer.rundir import RunOpenError
     from transformer.viz.attention import sentence_attention
     from transformer.viz.attention_plot import attention_figure, save_figure
@@ -68,8 +69,9 @@ def run_attention(args: argparse.Namespace) -> int:
 
     _check_out(args.out)
     try:
-        settings = SearchSettings(beam=args.beam, alpha=args.alpha)
-        loaded = LoadedRun.load(args.run_dir, args.weights, "cpu", settings)
+        loaded = LoadedRun.load(
+            args.run_dir, "cpu", beam=args.beam, alpha=args.alpha, weights=args.weights
+        )
         result = sentence_attention(loaded.model, loaded.tokenizer, args.text, loaded.translator)
         kind = args.kind or ("decoder" if loaded.kind == "gpt" else "encoder")
         if kind not in result.views:

@@ -5,11 +5,14 @@ layer and head), a JSON API (POST /api/translate, /api/generate, /api/attention;
 /api/runs, /healthz) described at /docs and /openapi.json. Every asset is served by the app
 (it works offline). Binds to 127.0.0.1 unless --host says otherwise.
 
-The models load once, at start. At most --workers requests compute at once (each with
---threads torch threads) and at most --queue more wait; a request beyond that is answered
-503 (Retry-After: 1) at once instead of queueing without bound. Input is limited to
---max-chars characters and --max-tokens tokens, a continuation to --max-new-tokens tokens;
-a request over a limit gets 413, an empty or malformed one 400/422, with a one-line reason.
+Each run translates with its recorded decoding settings (RUN_DIR/decoding.json from
+`transformer evaluate --choose`; else beam 4, alpha 0.6, latest weights) unless --beam,
+--alpha or --weights say otherwise. The models load once, at start. At most --workers
+requests compute at once (with --threads torch threads) and at most --queue more wait; a
+request beyond that is answered 503 (Retry-After: 1) at once instead of queueing without
+bound. Input is limited to --max-chars characters and --max-tokens tokens, a continuation to
+--max-new-tokens tokens; a request over a limit gets 413, an empty or malformed one 400/422,
+with a one-line reason.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="training run directories")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--weights", default="latest", help="'latest', 'best' or a file")
-    parser.add_argument("--beam", type=int, default=4, help="beam size; 1 = greedy (default 4)")
-    parser.add_argument("--alpha", type=float, default=0.6, help="length penalty (default 0.6)")
+    parser.add_argument(
+        "--weights", default=None, help="'latest', 'best' or a file (default: recorded)"
+    )
+    parser.add_argument("--beam", type=int, default=None, help="beam size (default: recorded)")
+    parser.add_argument("--alpha", type=float, default=None, help="length penalty (recorded)")
     parser.add_argument("--workers", type=int, default=1, help="requests computed at once (1)")
     parser.add_argument("--queue", type=int, default=16, help="requests that may wait (16)")
     parser.add_argument(
@@ -48,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from transformer.cli import UserError
-    from transformer.decoding.translator import SearchSettings
     from transformer.rundir import RunOpenError
     from transformer.serve import Explorer, Limits, create_app
 
@@ -65,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-        settings = SearchSettings(beam=args.beam, alpha=args.alpha)
-        explorer = Explorer.load(args.run_dirs, limits, args.weights, settings)
+        choice = {"beam": args.beam, "alpha": args.alpha, "weights": args.weights}
+        explorer = Explorer.load(args.run_dirs, limits, **choice)
     except (RunOpenError, ValueError) as err:
         raise UserError(str(err)) from None
     names = ", ".join(explorer.runs)

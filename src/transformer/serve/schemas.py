@@ -88,6 +88,7 @@ class RunInfo(BaseModel):
     max_positions: int
     beam: int
     alpha: float
+    decoding: str = Field(..., description="search and weights, and where they came from")
 
 
 class LimitsInfo(BaseModel):

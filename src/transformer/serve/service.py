@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import torch
 
 from transformer.decoding.sampling import generate as sample_tokens
-from transformer.decoding.translator import SearchSettings
 from transformer.rundir import RunOpenError
 from transformer.viz.attention import KINDS, SentenceAttention, select, sentence_attention
 from transformer.viz.loaded import LoadedRun
@@ -74,15 +73,11 @@ class Explorer:
 
     @classmethod
     def load(
-        cls,
-        paths: Sequence[str],
-        limits: Limits | None = None,
-        weights: str = "latest",
-        settings: SearchSettings | None = None,
+        cls, paths: Sequence[str], limits: Limits | None = None, **overrides: object
     ) -> Explorer:
-        """Load every run directory once, on the CPU (raises RunOpenError naming the file)."""
-        limits = limits or Limits()
-        return cls([LoadedRun.load(p, weights, "cpu", settings) for p in paths], limits)
+        """Load every run directory once, on the CPU, with its recorded decoding settings
+        (`overrides` as in `LoadedRun.load`); raises RunOpenError naming the file."""
+        return cls([LoadedRun.load(p, "cpu", **overrides) for p in paths], limits)
 
     # ------------------------------------------------------------------------ checks
     def run(self, name: str | None) -> tuple[str, LoadedRun]:
@@ -140,6 +135,7 @@ class Explorer:
                     "max_positions": cfg.max_len,
                     "beam": loaded.settings.beam,
                     "alpha": loaded.settings.alpha,
+                    "decoding": f"{loaded.choice.describe()} ({loaded.source})",
                 }
             )
         return out
