@@ -146,7 +146,7 @@ function drawHeatmaps({ view, layer, panels }) {
     div.dataset.head = p.head;
     const title = document.createElement("h3");
     title.textContent = `layer ${layer}, head ${p.head}`;
-    const svg = el("svg", { width: pad + view.keys.length * cell,
+    const svg = el("svg", { width: pad + view.keys.length * cell + 30,
       height: pad + view.queries.length * cell });
     p.weights.forEach((row, q) => row.forEach((w, k) => svg.appendChild(el("rect", {
       x: pad + k * cell, y: pad + q * cell, width: cell - 1, height: cell - 1,
