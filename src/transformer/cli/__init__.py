@@ -27,13 +27,14 @@ from transformer.cli import (
     demo,
     evaluate,
     plot,
+    serve,
     tokenizer,
     train,
     translate,
 )
 
 # The sub-command modules, in the order `--help` shows them.
-COMMANDS = [demo, train, average, translate, evaluate, tokenizer, bench, plot, convert]
+COMMANDS = [demo, train, average, translate, evaluate, tokenizer, bench, plot, convert, serve]
 
 # Library errors that describe bad input (exit 2), by module and class (looked up only once
 # raised, so that `transformer --help` imports no library code).

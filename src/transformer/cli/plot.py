@@ -2,15 +2,21 @@
 
 - `positional`: the lecture's Figure 2, the sinusoidal encoding as a PNG heat map.
 - `model`: the module tree of a config with parameter counts (text).
+- `attention`, `lr`, `training`: attention heatmaps, the schedule, training curves
+  (`plot_figures.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from transformer.cli import plot_figures
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("plot", help="figures: positional encoding, model structure")
+    parser = sub.add_parser(
+        "plot", help="figures: positional encoding, model, attention, lr, training"
+    )
     which = parser.add_subparsers(dest="plot", metavar="WHAT", required=True)
 
     pos = which.add_parser(
@@ -46,6 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     mod.add_argument("--gpt", action="store_true", help="the decoder-only GPT instead")
     mod.add_argument("--depth", type=int, default=4, help="levels to print (default 4)")
     mod.set_defaults(run=run_model)
+    plot_figures.add_parsers(which)
 
 
 def run_positional(args: argparse.Namespace) -> int:
