@@ -58,6 +58,11 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="run the plain reference core, no fast engine",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -173,12 +178,14 @@ def build_translator(args: argparse.Namespace, n_best: int = 1):
     """A `Translator` for RUN_DIR with the search options of `args`."""
     from transformer.decoding import SpecialIds
     from transformer.decoding.translator import SearchSettings, Translator
-    from transformer.layers.packed import pack_for_inference
-    from transformer.runtime import tune_malloc
+    from transformer.fast import optimize, tune_malloc
 
-    tune_malloc()  # the (rows, V) logits of every step reuse heap pages (about 10% on beam 4)
+    fast = not getattr(args, "reference", False)
+    if fast:
+        tune_malloc()  # the (rows, V) logits of every step reuse heap pages (about 10% on beam 4)
     model, tokenizer, cfg, run_cfg = load_model(args)
-    pack_for_inference(model)  # oneDNN-packed weights on the CPU (a no-op elsewhere)
+    if fast:
+        optimize(model)  # the fast engine: same weights, same results, faster
     try:
         settings = SearchSettings(
             beam=args.beam,

@@ -66,9 +66,14 @@ def _drop_stale_tokenizer(run: RunConfig, run_dir: Path) -> None:
 
 
 def train(
-    run: RunConfig, run_dir: str | Path, resume: bool = False, tensorboard: bool = True
+    run: RunConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    tensorboard: bool = True,
+    fast: bool = True,
 ) -> TrainResult:
-    """Build data and model from `run` and train into `run_dir` (see `Trainer`)."""
+    """Build data and model from `run` and train into `run_dir` (see `Trainer`; `fast=False`:
+    the plain reference core, without the fast engine)."""
     from transformer.models import Transformer
 
     run_dir = Path(run_dir)
@@ -85,5 +90,5 @@ def train(
     (run_dir / "config.toml").write_text(run.to_toml(), encoding="utf-8")
     torch.manual_seed(run.train.seed)  # the initial weights depend only on the config
     model = Transformer(run.model)
-    trainer = Trainer(run, run_dir, data, model, resume=resume, tensorboard=tensorboard)
+    trainer = Trainer(run, run_dir, data, model, resume=resume, tensorboard=tensorboard, fast=fast)
     return trainer.fit()
