@@ -107,10 +107,7 @@ def beam_search(
     max_min = int(mins.max())
     cache = new_cache(model, make_cache) if use_cache else None
     shared = _shares_source(model, cache)
-    memory = model.encode(src)  # (B, S, D)
-    src_pad_mask = src.eq(ids.pad)  # (B, S)
-    if not shared:  # one memory row per beam: (B*K, S, D), (B*K, S)
-        memory, src_pad_mask = memory.repeat_interleave(k, 0), src_pad_mask.repeat_interleave(k, 0)
+    memory, src_pad_mask = _memory(model, src, ids.pad, 1 if shared else k)
     scores = torch.full((batch, k), NEG_INF, device=device)  # (N, K) beam logprobs
     scores[:, 0] = 0.0  # one live beam at the start: the others would duplicate it
     prefix = torch.full((batch * k, 1), ids.bos, dtype=torch.long, device=device)  # (N*K, t)
@@ -134,13 +131,11 @@ def beam_search(
         keep = (~done).nonzero().flatten()  # (N',) live sentences
         rows = src_row[keep].view(-1)  # (N'*K,) rows of the old cache feeding the new beams
         any_done = bool(done.any())
-        if cache is not None and keep.numel() and shared:  # cross K/V: one row per sentence
-            cache.reorder_rows(rows, keep if any_done else None)
-        elif cache is not None and keep.numel():
-            cache.reorder(rows)
+        if cache is not None and keep.numel():
+            _reorder_cache(cache, rows, keep if any_done else None, shared)
         if any_done:
             beams_kept = (keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
-            mem_kept = keep if shared else beams_kept
+            mem_kept = keep if shared else beams_kept  # (N',) or (N'*K,) memory rows
             prefix, memory, src_pad_mask = (
                 prefix[beams_kept],
                 memory[mem_kept],
@@ -148,6 +143,26 @@ def beam_search(
             )
             scores, sents = scores[keep], sents[keep]
     return [pool.hyps for pool in pools]
+
+
+def _memory(model, src: Tensor, pad: int, repeats: int) -> tuple[Tensor, Tensor]:
+    """The encoder output and source padding mask, each row repeated `repeats` times (one
+    per beam, or once when the beams share it): (B*R, S, D), (B*R, S)."""
+    memory = model.encode(src)  # (B, S, D)
+    src_pad_mask = src.eq(pad)  # (B, S)
+    if repeats == 1:
+        return memory, src_pad_mask
+    return memory.repeat_interleave(repeats, 0), src_pad_mask.repeat_interleave(repeats, 0)
+
+
+def _reorder_cache(cache, rows: Tensor, sentences_kept: Tensor | None, shared: bool) -> None:
+    """The cache follows the new beams: rows (N'*K,) of the old cache feed them. With a shared
+    source the cross-attention keys/values have one row per sentence: they keep
+    `sentences_kept` (N',) when sentences left, and stay as they are otherwise."""
+    if shared:
+        cache.reorder_rows(rows, sentences_kept)
+    else:
+        cache.reorder(rows)
 
 
 def _shares_source(model, cache) -> bool:

@@ -19,6 +19,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from transformer.models.cache import KVCache
+
 
 class Cache(Protocol):
     """An incremental-decoding cache (`transformer.models.KVCache` is one).
@@ -84,10 +86,7 @@ def length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:
 
 
 def default_cache_factory() -> Cache:
-    """A fresh `transformer.models.KVCache` (imported lazily: the models package is optional
-    for callers that bring their own decoder and cache)."""
-    from transformer.models import KVCache
-
+    """A fresh `transformer.models.KVCache`."""
     return KVCache()
 
 
