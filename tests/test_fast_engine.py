@@ -15,6 +15,7 @@ from transformer.config import ModelConfig
 from transformer.fast import PIECES, FastKVCache, optimize
 from transformer.fast.beams import SharedSourceAttention, share_source
 from transformer.fast.cache import LazyLayerCache
+from transformer.fast.dropout import Dropout, use_fast_dropout
 from transformer.fast.padding import SkipPaddingCrossAttention, SkipPaddingEncoderLayer
 from transformer.layers import CrossAttention, LayerCache
 from transformer.models import GPT, KVCache, Transformer
@@ -209,3 +210,22 @@ def test_cli_commands_take_one_reference_flag(argv):
     parser = build_parser()
     assert parser.parse_args([*argv, "--reference"]).reference is True
     assert parser.parse_args(argv).reference is False
+
+
+def test_fast_dropout_replaces_the_models_dropout_modules():
+    """Every nn.Dropout becomes the 16-bit-mask Dropout (same p); eval mode is unchanged and
+    training mode drops (two calls differ)."""
+    ref = make(dropout=0.3)
+    n_dropout = sum(type(m) is torch.nn.Dropout for m in ref.modules())
+    model = copy.deepcopy(ref)
+    assert use_fast_dropout(model) == n_dropout > 0
+    assert all(
+        isinstance(m, Dropout) and m.p == 0.3
+        for m in model.modules()
+        if "Dropout" in type(m).__name__
+    )
+    src, tgt = ids(2, 5), ids(2, 4)
+    with torch.no_grad():
+        assert max_diff(model(src, tgt), ref(src, tgt)) <= TOL
+        model.train()
+        assert max_diff(model(src, tgt), model(src, tgt)) > 1e-3
