@@ -57,7 +57,14 @@ def _model_and_batch(tokens: int):
                              tgt_vocab_size=VOCAB, share_embeddings=True)
     rows = tokens // 16
     src, tgt = torch.randint(4, VOCAB, (rows, 16)), torch.randint(4, VOCAB, (rows, 17))
-    return Transformer(cfg).train(), src, tgt
+    model = Transformer(cfg).train()
+    try:
+        from transformer.fast import optimize  # the fast engine, as `transformer train` runs it
+    except ImportError:  # older checkouts had it built into the model
+        pass
+    else:
+        optimize(model)
+    return model, src, tgt
 
 
 def step(args) -> None:
@@ -66,9 +73,9 @@ def step(args) -> None:
 
     if not args.no_malloc:
         try:
+            from transformer.fast import tune_malloc
+        except ImportError:  # older checkouts kept it in runtime.py
             from transformer.runtime import tune_malloc
-        except ImportError:  # older checkouts kept it in the model benchmark
-            from transformer.bench.model import tune_malloc
         tune_malloc()
     model, src, tgt = _model_and_batch(args.tokens)
     rows = src.size(0)
@@ -164,7 +171,7 @@ def loss(args) -> None:
 
 
 def dropout(args) -> None:
-    from transformer.layers.dropout import dropout as our_dropout
+    from transformer.fast.dropout import dropout as our_dropout
 
     x = torch.randn(128, 16, 256, requires_grad=True)
     g = torch.randn(128, 16, 256)
@@ -177,7 +184,7 @@ def dropout(args) -> None:
 def linear(args) -> None:
     """x (rows, in) @ Wᵀ + b at the decoder's sizes: `PackedWeight` (oneDNN, packed once) and
     `F.linear` alternately, median of 9 rounds of 20 calls each."""
-    from transformer.layers.packed import packing_available
+    from transformer.fast.packed import packing_available
 
     if not packing_available():
         print("this torch has no usable oneDNN linear kernel: nothing to compare")
@@ -193,7 +200,7 @@ def linear(args) -> None:
 
 
 def _linear_pair(rows: int, n_in: int, n_out: int) -> tuple[float, float]:
-    from transformer.layers.packed import PackedWeight
+    from transformer.fast.packed import PackedWeight
 
     x, w, b = torch.randn(rows, n_in), torch.randn(n_out, n_in), torch.randn(n_out)
     packed = PackedWeight(w, b)
@@ -217,7 +224,7 @@ def attend_one(args) -> None:
 
 
 def _attend_pair(batch: int, keys: int, queries: int) -> tuple[float, float]:
-    from transformer.attention import attend
+    from transformer.fast.attend import attend
 
     q, k, v = (torch.randn(batch, 4, n, 64) for n in (queries, keys, keys))
     mask = torch.zeros(batch, 1, 1, keys, dtype=torch.bool)  # True = padding
@@ -236,7 +243,7 @@ def attend_decode(args) -> None:
     """`transformer bench decode`'s cached decoding of ours (beam `--beam`, 64 sentences a
     batch, the first 512 test sentences) with the single-query bmm path allowed as shipped
     and with it switched off (SDPA for every call), alternately, median of 6 rounds."""
-    import transformer.attention as A
+    import transformer.fast.attend as A
     from transformer.bench import decode as bench
 
     src, ref_len = bench._tokenized(args.data_dir, 512)
@@ -258,8 +265,8 @@ def attend_decode(args) -> None:
 
 
 def row_max(args) -> None:
-    """`transformer.decoding.common.row_max` and `logits.max(dim=-1)` on (rows, 8188) logits."""
-    from transformer.decoding.common import row_max as ours
+    """`transformer.fast.topk.row_max` and `logits.max(dim=-1)` on (rows, 8188) logits."""
+    from transformer.fast.topk import row_max as ours
 
     for rows in (64, 256):
         logits = torch.randn(rows, VOCAB)
@@ -272,21 +279,17 @@ def row_max(args) -> None:
 
 def skip_padding(args) -> None:
     """The encoder and the cross-attention key/value projection on the real tokens only
-    (`transformer.layers.padding`) against the padded computation, in one process: the first
+    (`transformer.fast.padding`) against the padded computation, in one process: the first
     1,024 test sentences in batches of 64, each batch decoded by both variants back to back
     (which goes first alternates), greedy without scores and beam 4, cached, packed."""
-    import transformer.layers.mha as mha
-    import transformer.models.transformer as model_module
+    import transformer.fast.padding as padding
     from transformer.bench import decode as bench
 
-    class _Padded:  # NonPad stand-in: the encoder keeps every position
-        of = staticmethod(lambda pad: None)
-
-    skipping = (model_module.NonPad, mha.CrossAttention._project_memory)
-    padded = (_Padded, lambda self, memory, mask: self.kv_proj(memory))
+    skipping = padding._padding_of  # None: the padded computation (the reference layers')
+    padded = lambda mask, x: None  # noqa: E731
 
     def use(variant) -> None:
-        model_module.NonPad, mha.CrossAttention._project_memory = variant
+        padding._padding_of = variant
 
     src, ref_len = bench._tokenized(args.data_dir, 1024)
     batches = bench._batches(src, ref_len, 64, per_sentence=False)

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transformer import attention as A
+from transformer.fast.attend import attend
 
 # ------------------------------------------------------------------------------------------
 # The independent reference: one query at a time, one key at a time, with math.exp.
@@ -147,12 +148,16 @@ def test_integer_masks_mean_the_same_as_bool_masks(dtype):
 
 
 def _attend_exercise(path):
-    """`attend` wrapped to the exercise's (B, N, H, D) layout, on one of its code paths."""
+    """The model's batch-first attention wrapped to the exercise's (B, N, H, D) layout: the
+    reference core's `attention`, or the fast engine's `attend` on one of its code paths."""
 
     def run(Q, K, V, mask):
         q, k, v = Q.transpose(1, 2), K.transpose(1, 2), V.transpose(1, 2)  # (B, H, N|M, D)
         m = mask.unsqueeze(1)  # (B, 1, N, M)
-        out, _ = A.attend(q, k, v, m, causal=path == "causal", need_weights=path == "weights")
+        if path == "reference":
+            out, _ = A.attention(q, k, v, m)
+        else:
+            out, _ = attend(q, k, v, m, causal=path == "causal", need_weights=path == "weights")
         return out.transpose(1, 2)
 
     return run
@@ -174,6 +179,7 @@ EXERCISE_VARIANTS = {
     "queries_attention": lambda Q, K, V, m: torch.stack(
         [A.queries_attention(Q[0, :, h], K[0, :, h], V[0, :, h], m[0]) for h in range(3)], 1
     )[None],
+    "attention (reference core)": _attend_exercise("reference"),
     "attend (sdpa)": _attend_exercise("sdpa"),
     "attend (weights)": _attend_exercise("weights"),
 }
@@ -223,3 +229,21 @@ def test_masked_softmax_is_softmax_over_visible_entries(rows, cols, p_mask, seed
             exps = [math.exp(scores[r, c].item() - scores[r, seen].max().item()) for c in seen]
             expected[seen] = np.array(exps) / sum(exps)
         np.testing.assert_allclose(weights[r].numpy(), expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("t, s", [(5, 5), (2, 6), (1, 4)])
+def test_batch_first_attention_with_future_mask_matches_the_loop(t, s):
+    """The reference core's `attention` with a padding mask and `future_mask` (the T queries
+    are the last T of S positions) against the float64 loop, whose mask is written out here:
+    key j is hidden from query i when j > i + S - T or j is padding."""
+    gen = torch.Generator().manual_seed(t * 10 + s)
+    q = torch.randn(2, 3, t, 4, generator=gen, dtype=torch.float64)
+    k, v = (torch.randn(2, 3, s, 4, generator=gen, dtype=torch.float64) for _ in "kv")
+    pad = torch.zeros(2, 1, 1, s, dtype=torch.bool)
+    pad[1, ..., 0] = True  # key 0 of sequence 1 is padding: its query 0 may see nothing
+    mask = pad | A.future_mask(t, s)
+    written = torch.tensor([[j > i + s - t for j in range(s)] for i in range(t)]) | pad
+    out, weights = A.attention(q, k, v, mask)
+    expected_out, expected_w = reference_attention(q, k, v, written)
+    np.testing.assert_allclose(out.numpy(), expected_out, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(weights.numpy(), expected_w, rtol=1e-12, atol=1e-12)

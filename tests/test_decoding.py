@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from transformer.decoding import SpecialIds, beam_search, greedy_decode, length_penalty
-from transformer.decoding.common import row_max, row_topk
+from transformer.fast.topk import row_max, row_topk
 
 PAD, BOS, EOS, A, B, C = 0, 1, 2, 3, 4, 5
 IDS = SpecialIds(bos=BOS, eos=EOS, pad=PAD)

@@ -159,39 +159,3 @@ def test_lecture_layer_norm_vs_nn_layer_norm():
     )
     default_diff = (LectureLayerNorm(H)(x.float()) - F.layer_norm(x.float(), (H,))).abs().max()
     assert default_diff > 1e-3  # the quirk is real: the slide's code is not nn.LayerNorm
-
-
-@pytest.mark.parametrize("grad", [False, True])
-def test_layer_cache_reorders_lazily_like_select_then_cat(grad):
-    """LayerCache against a plain list-of-rows reference: appends, reorders (two in a row,
-    composed), a read of k/v between them, with and without autograd recording."""
-    from transformer.layers.mha import LayerCache
-
-    gen = torch.Generator().manual_seed(3)
-    cache, ref_k, ref_v = LayerCache(), None, None  # ref: (B, H, L, D) by index + cat
-    steps = [("append", 4), ("reorder", [3, 3, 0, 1]), ("append", 4), ("reorder", [1, 0, 2]),
-             ("reorder", [2, 2, 0]), ("append", 3), ("read", None), ("reorder", [1, 0]),
-             ("read", None), ("append", 2)]  # fmt: skip
-    for op, arg in steps:
-        if op == "append":
-            k, v = (torch.randn(arg, 2, 1, 3, generator=gen, requires_grad=grad) for _ in "kv")
-            got_k, got_v = cache.append(k, v)
-            ref_k = k if ref_k is None else torch.cat([ref_k, k], dim=2)
-            ref_v = v if ref_v is None else torch.cat([ref_v, v], dim=2)
-            assert torch.equal(got_k, ref_k) and torch.equal(got_v, ref_v)
-        elif op == "reorder":
-            index = torch.tensor(arg)
-            cache.reorder(index, cross=False)
-            ref_k, ref_v = ref_k[index], ref_v[index]
-        else:
-            assert torch.equal(cache.k, ref_k) and torch.equal(cache.v, ref_v)
-    if grad:  # the selection stays differentiable when autograd records it
-        cache.k.sum().backward()
-
-
-def test_cross_attention_rejects_rows_that_do_not_share_memory_evenly():
-    from transformer.layers import CrossAttention
-
-    layer = CrossAttention(8, 2, 4, 4, 0.0)
-    with pytest.raises(ValueError, match="multiple of memory's"):
-        layer(torch.randn(3, 1, 8), torch.randn(2, 5, 8))

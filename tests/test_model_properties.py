@@ -134,63 +134,6 @@ def test_cache_reorder_follows_beam_reordering():
     assert max_diff(out, full[:, 3:]) <= TOL
 
 
-@pytest.mark.parametrize("norm_first", [False, True])
-def test_encoder_skips_padding_without_autograd(norm_first):
-    """Without autograd the encoder runs its position-wise layers on the real tokens only
-    (layers/padding.py), and so does the cross-attention's key/value projection: the memory
-    at the real positions equals the padded computation's (autograd on, which keeps every
-    position), padded positions are zero, and the logits are the same."""
-    model = make(Transformer, norm_first=norm_first)
-    src, tgt = ids(4, 7), ids(4, 5)
-    src[0, 2:], src[2, 5:], src[3, 1:] = PAD, PAD, PAD
-    real = src.ne(PAD)
-    padded = model.encode(src)  # autograd records: every position computed
-    with torch.no_grad():
-        packed = model.encode(src)
-        logits = model(src, tgt)
-    assert max_diff(packed[real], padded[real]) <= TOL
-    assert torch.all(packed[~real] == 0) and torch.all(padded[~real] != 0)
-    assert max_diff(logits, model(src, tgt)) <= TOL
-    # The cross-attention keys/values too: projected at the real positions only.
-    cache = KVCache()
-    with torch.no_grad():
-        model.decode(tgt[:, :1], packed, src.eq(PAD), cache)
-    layer = model.decoder_layers[0].cross_attn
-    dense_k = layer.kv_proj(padded)[..., : layer.n_heads * layer.d_k]  # (B, S, H·Dk)
-    cross_k = cache.layers[0].cross_k.transpose(1, 2).flatten(2)  # (B, S, H·Dk)
-    assert max_diff(cross_k[real], dense_k[real]) <= TOL and torch.all(cross_k[~real] == 0)
-
-
-@pytest.mark.parametrize("group", [2, 3])
-def test_memory_shared_by_groups_equals_repeated_memory(group):
-    """tgt rows b·G .. b·G + G - 1 on memory row b (beam search's beams of one sentence):
-    the logits and the attention weights of repeating each memory row G times, uncached and
-    cached; the shared cache keeps one cross-attention row per sentence, and dropping a
-    sentence (reorder with a memory index) equals decoding the remaining ones afresh."""
-    model = make(Transformer)
-    src, tgt = ids(3, 5), ids(3 * group, 6)
-    src[1, 2:] = PAD
-    pad = src.eq(PAD)
-    with torch.no_grad():
-        memory = model.encode(src)
-        rep_memory, rep_pad = memory.repeat_interleave(group, 0), pad.repeat_interleave(group, 0)
-        logits, w = model.decode(tgt, memory, pad, need_weights=True)
-        rep_logits, rep_w = model.decode(tgt, rep_memory, rep_pad, need_weights=True)
-        assert max_diff(logits, rep_logits) <= TOL
-        for a, b in zip(w.decoder + w.cross, rep_w.decoder + rep_w.cross, strict=True):
-            assert a.shape == b.shape and max_diff(a, b) <= TOL
-        cache = KVCache()
-        first = model.decode(tgt[:, :4], memory, pad, cache)
-        assert cache.layers[0].cross_k.size(0) == 3  # one row per sentence, not per beam
-        keep = torch.tensor([0, 2])  # sentence 1 leaves; the beams of 2 swap their order
-        rows = torch.tensor([*range(group), *range(3 * group - 1, 2 * group - 1, -1)])
-        cache.reorder(rows, cross=keep)
-        rest = model.decode(tgt[rows, 4:], memory[keep], pad[keep], cache)
-        expected = model(src[keep].repeat_interleave(group, 0), tgt[rows])
-    assert max_diff(first, rep_logits[:, :4]) <= TOL
-    assert max_diff(rest, expected[:, 4:]) <= TOL
-
-
 def test_gpt_cached_equals_full_and_reorders():
     model = make(GPT, positional="learned")
     x = ids(2, 8)
@@ -235,10 +178,6 @@ def test_bad_inputs_raise_clear_errors():
     memory = model.encode(ids(2, 3))
     with pytest.raises(ValueError, match="src_pad_mask"):
         model.decode(ids(2, 2), memory, torch.zeros(2, 1, 1, 3, dtype=torch.bool))
-    with pytest.raises(ValueError, match="multiple of memory's"):
-        model.decode(ids(3, 2), memory, torch.zeros(2, 3, dtype=torch.bool))
-    with pytest.raises(ValueError, match="cross as a 1-D int64"):
-        KVCache().reorder(torch.tensor([0]), cross=torch.tensor([0.0]))
 
 
 def test_dropout_only_in_training():

@@ -1,4 +1,4 @@
-"""Scaled dot-product attention, from the exercise's loops to the fast path the model uses.
+"""Scaled dot-product attention, from the exercise's loops to the batch-first form the model uses.
 
 Section 3.2.1 of Vaswani et al. (2017), Eq. (1):  Attention(Q, K, V) = softmax(Q Kᵀ / √d_k) V.
 
@@ -8,7 +8,9 @@ the `slow_*` functions are its plain loops and serve as the reference; the other
 Beyond the exercise, a query whose keys are *all* masked gets a zero vector (never NaN), with
 finite gradients, in every variant.
 
-`attend` is the batch-first fast path the Transformer layers call: (B, H, T, Dk) tensors.
+`attention` is the batch-first form the Transformer layers call: (B, H, T, Dk) tensors, with a
+`future_mask` for the decoder. The fast engine's dispatch over torch's fused kernel is
+`transformer.fast.attend`.
 """
 
 from __future__ import annotations
@@ -163,198 +165,43 @@ def benchmark(
 
 
 # --------------------------------------------------------------------------------------------
-# The fast path the model uses.
+# Batch-first attention, as the model's layers call it (the reference core).
 # --------------------------------------------------------------------------------------------
-#
-# Dispatch, from `transformer bench attention --sweep` and the long-sequence table, measured on
-# the 2-core CPU dev machine with torch 2.13 (tables: docs/benchmarks.md):
-# torch's fused SDPA is as fast as broadcasting (matmul + masked_softmax + matmul) or faster
-# at every size measured in the forward pass (one unconfirmed 2-thread exception, see the doc),
-# from one 32-query head up to 4 x 8 heads x 2048 tokens, with no mask, a padding mask or a
-# causal mask; at 512-2048 tokens it is 2.4-6.4x faster (1.3-3.8x forward+backward) and
-# never materialises the (T, S) weights; with 2 threads it also won every forward+backward
-# measured. So the rule is SDPA, with two
-# exceptions: `need_weights` (SDPA does not return them) and one measured crossover: with ONE
-# intra-op thread, autograd recording and only a few queries (T <= 8) over many keys
-# (B * H * S >= 16384), broadcasting's forward+backward beat SDPA's by ~1.1-1.6x (a noisy,
-# modest finding: see the doc). On CUDA SDPA is the fused flash/memory-efficient kernel, so
-# the rule there is SDPA.
-#
-# One more measured exception, for beam search: a few queries per (batch, head) (T <= 8, each
-# sees every key: T == 1 or not causal), at least 1024 (batch, head, query) rows in all, on the
-# CPU, with nothing recorded for autograd. There two batched matrix products (`torch.bmm`) beat
-# SDPA's flash kernel: 1.2-1.5x for one query over 1024 (batch, head) pairs (beam 4 x 64
-# sentences x 4 heads, self-attention) over 16-64 keys, 1.8-2.7x for the 4 beams of a sentence
-# querying its source together (64 sentences x 4 heads x 4 queries: cross-attention, whose
-# memory the beams share), and 1.3-2.0x for 8 queries; at 256 single-query pairs (greedy, 64
-# sentences) SDPA is as fast or faster (0.9-1.1x, noisy; 0.6-0.8x on an earlier run) and
-# greedy keeps it (`python scripts/micro_bench.py attend-one`, docs/benchmarks.md).
-_FEW_QUERIES, _MANY_KEYS = 8, 16384
-_BMM_MIN_ROWS = 1024
 
 
-def _few_queries_inference(q, k, v, causal: bool, need_weights: bool, dropout_p: float) -> bool:
-    """T <= 8 queries that each see every key (beam search's steps; also a short encoder),
-    >= 1024 (batch, head, query) rows, on the CPU, no dropout, no weights, no autograd."""
-    t = q.shape[-2]
-    if t > _FEW_QUERIES or (causal and t > 1) or not q.is_cpu or dropout_p > 0 or need_weights:
-        return False
-    if q.shape[0] * q.shape[1] * t < _BMM_MIN_ROWS:
-        return False
-    return not (torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
+def future_mask(t: int, s: int, device: torch.device | None = None) -> torch.Tensor:
+    """(T, S) bool, True = key j is in the future of query i (Section 3.2.3), when the T
+    queries are the last T of S positions (a cached prefix of S - T keys comes first):
+    masked[i, j] = j > i + (S - T)."""
+    return torch.ones(t, s, dtype=torch.bool, device=device).triu(s - t + 1)
 
 
-def _attend_few_queries(q, k, v, mask):
-    """q (B, H, T, Dk), k (B, H, S, Dk), v (B, H, S, Dv) -> (B, H, T, Dv) as two batched
-    matrix products over the B·H heads (reshape is free on contiguous k, v); no causal mask."""
-    b, h, t, d_k = q.shape
-    s, d_v = k.shape[-2], v.shape[-1]
-    if s == 0:
-        return q.new_zeros(b, h, t, d_v)  # no key: the zero vector, as for masked rows
-    scores = torch.bmm((q * d_k**-0.5).reshape(b * h, t, d_k), k.reshape(b * h, s, d_k).mT)
-    weights = masked_softmax(scores.view(b, h, t, s), mask)  # (B, H, T, S)
-    return torch.bmm(weights.view(b * h, t, s), v.reshape(b * h, s, d_v)).view(b, h, t, d_v)
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled dot-product attention (Section 3.2.1, Eq. 1), batch first, with its weights.
 
-
-def _broadcasting_is_faster(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
-    """The measured crossover above (CPU, one thread, autograd, T <= 8, B*H*S >= 16384)."""
-    if not (q.is_cpu and q.shape[-2] <= _FEW_QUERIES and torch.is_grad_enabled()):
-        return False
-    if not (q.requires_grad or k.requires_grad or v.requires_grad):
-        return False
-    return torch.get_num_threads() == 1 and k.numel() // max(k.shape[-1], 1) >= _MANY_KEYS
-
-
-def _causal_allowed(t: int, s: int, device: torch.device) -> torch.Tensor:
-    """(T, S) bool, True = query i may see key j, when the T queries are the last T of S
-    positions (a cached prefix of S - T keys): allowed[i, j] = j <= i + (S - T)."""
-    return torch.ones(t, s, dtype=torch.bool, device=device).tril(s - t)
-
-
-_CPU_ZERO_ROWS: dict[tuple[torch.dtype, bool], bool] = {}  # (dtype, dropout) -> probe result
-
-
-def _native_zero_rows(q: torch.Tensor, dropout_p: float) -> bool:
-    """Whether SDPA on q's device already gives fully-masked queries a zero output and finite
-    gradients. Probed once per (dtype, dropout) on the CPU; never trusted on accelerators,
-    whose kernel choice depends on the shapes (there `attend` fixes the rows up itself)."""
-    if not q.is_cpu:
-        return False
-    key = (q.dtype, dropout_p > 0)
-    known = _CPU_ZERO_ROWS.get(key)
-    if known is None:
-        known = _CPU_ZERO_ROWS[key] = _probe_cpu_zero_rows(*key)
-    return known
-
-
-def _probe_cpu_zero_rows(dtype: torch.dtype, dropout: bool) -> bool:
-    """Run SDPA on a tiny CPU input with one fully-masked query, with and without autograd:
-    torch >= 2.5 returns zeros there (older versions NaN)."""
-    allowed = torch.tensor([[True, True, False], [False, False, False]])  # (T=2, S=3)
-    p = 0.5 if dropout else 0.0
-    try:
-        with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
-            q, k, v = (torch.randn(1, 1, n, 4, dtype=dtype, requires_grad=True) for n in (2, 3, 3))
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
-            out.sum().backward()
-            with torch.no_grad():
-                plain = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
-    except RuntimeError:
-        return False
-    grads_finite = all(bool(x.grad.isfinite().all()) for x in (q, k, v))
-    return bool(out[0, 0, 1].eq(0).all() and plain[0, 0, 1].eq(0).all() and grads_finite)
-
-
-def _attend_weights(q, k, v, mask, dropout_p):
-    """The broadcasting path: explicit (B, H, T, S) scores and weights (Eq. 1)."""
-    s, d_k = k.shape[-2], q.shape[-1]
-    # Scale whichever is smaller: q (.., T, Dk) or the scores (.., T, S).
-    if d_k <= s:
-        scores = (q * d_k**-0.5) @ k.transpose(-1, -2)  # (B, H, T, Dk) @ (B, H, Dk, S)
-    else:
-        scores = q @ k.transpose(-1, -2) * d_k**-0.5  # (B, H, T, S)
+    q: (B, H, T, Dk), k: (B, H, S, Dk), v: (B, H, S, Dv), float.
+    mask: bool broadcastable to (B, H, T, S), True = that key is hidden from that query.
+    dropout_p: dropout on the weights (pass 0.0 in eval mode).
+    Returns (out (B, H, T, Dv), weights (B, H, T, S) before dropout). A query whose keys are
+    all masked gets a zero vector and zero weights.
+    """
+    d_k = q.shape[-1]
+    scores = q @ k.transpose(-1, -2) * d_k**-0.5  # (B, H, T, Dk) @ (B, H, Dk, S) -> (B, H, T, S)
     weights = masked_softmax(scores, mask)  # (B, H, T, S)
     dropped = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
     return dropped @ v, weights  # (B, H, T, S) @ (B, H, S, Dv) -> (B, H, T, Dv)
 
 
-def _attend_sdpa(q, k, v, mask, causal, dropout_p):
-    """The fused path: `F.scaled_dot_product_attention` (whose bool mask means "may attend")."""
-    if not causal:
-        if mask is None:
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-        return _sdpa_masked(q, k, v, torch.logical_not(mask), dropout_p)  # 0/1 ints too
-    t, s = q.shape[-2], k.shape[-2]
-    if mask is None and t == s:
-        # is_causal: no (T, S) mask is built, and no query can be fully masked.
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
-    if t == 1 and s >= 1:  # the single newest query sees every cached key
-        return _attend_sdpa(q, k, v, mask, False, dropout_p)
-    allowed = _causal_allowed(t, s, q.device)  # (T, S)
-    if mask is None and t <= s:  # every query sees at least key 0
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
-    if mask is not None:
-        allowed = torch.logical_not(mask) & allowed  # (.., T, S)
-    return _sdpa_masked(q, k, v, allowed, dropout_p)
-
-
-def _sdpa_masked(q, k, v, allowed, dropout_p):
-    """SDPA with a bool "may attend" mask, where some query may see no key at all."""
-    if _native_zero_rows(q, dropout_p):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
-    # Fix-up for kernels that give NaN there: unmask fully-masked rows, then zero their output
-    # (whose gradient is then zero, and finite). The reduction is over the mask's own broadcast
-    # shape: (B, 1, 1, 1) for a padding mask, so it is cheap unless the mask is per-query.
-    fully_masked = ~allowed.any(dim=-1, keepdim=True)  # (.., T|1, 1)
-    out = F.scaled_dot_product_attention(
-        q, k, v, attn_mask=allowed | fully_masked, dropout_p=dropout_p
-    )
-    return out.masked_fill(fully_masked, 0.0)
-
-
-def attend(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    causal: bool = False,
-    dropout_p: float = 0.0,
-    need_weights: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Batch-first scaled dot-product attention (Vaswani et al. 2017, Section 3.2.1, Eq. 1),
-    the fast path the Transformer layers call.
-
-    q: (B, H, T, Dk), k: (B, H, S, Dk), v: (B, H, S, Dv), float.
-    mask: bool (or 0/1 integers), broadcastable to (B, H, T, S), True = that key is hidden from
-        that query, e.g. a (B, 1, 1, S) padding mask or a (T, S) pattern.
-    causal: also hide the keys after each query. With T < S the queries are the *last* T of S
-        positions (incremental decoding over a cached prefix): query i sees keys 0 .. i + S - T.
-    dropout_p: dropout on the attention weights, applied whenever > 0 (pass 0.0 in eval mode).
-    need_weights: also return the (B, H, T, S) weights (before dropout), e.g. for plots.
-
-    Returns (out (B, H, T, Dv), weights or None). A query whose keys are all masked gets a zero
-    vector and zero weights (finite gradients). Without `need_weights` this runs torch's fused
-    `scaled_dot_product_attention` (is_causal=True where T == S and no other mask, so no (T, S)
-    mask is built), except in two measured corners; with it, broadcasting. See the dispatch
-    note above.
-    """
-    if _few_queries_inference(q, k, v, causal, need_weights, dropout_p):
-        # Every query sees every key (a causal single query is the newest position).
-        return _attend_few_queries(q, k, v, mask), None
-    if not need_weights and not _broadcasting_is_faster(q, k, v):
-        return _attend_sdpa(q, k, v, mask, causal, dropout_p), None
-    if mask is not None and mask.dtype != torch.bool:
-        mask = mask.ne(0)
-    if causal:
-        future = ~_causal_allowed(q.shape[-2], k.shape[-2], q.device)  # (T, S)
-        mask = future if mask is None else mask | future
-    out, weights = _attend_weights(q, k, v, mask, dropout_p)
-    return out, weights if need_weights else None
-
-
 __all__ = [
-    "attend",
+    "attention",
     "benchmark",
+    "future_mask",
     "heads_attention",
     "masked_softmax",
     "multi_head_attention",

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from transformer import attention as A
+from transformer.fast.attend import attend
 
 D_K = D_V = 64
 N_QUERIES = M_KEYS = 32
@@ -98,7 +99,7 @@ def _sdpa(q, k, v, mask):
 
 
 def _attend(q, k, v, mask):
-    return A.attend(q, k, v, mask)[0]
+    return attend(q, k, v, mask)[0]
 
 
 LEVELS = {  # name -> (leading batch axes, head axes, slow loop, broadcasting)
@@ -217,13 +218,13 @@ def _case(b: int, h: int, t: int, s: int, kind: str, gen: torch.Generator):
     allowed = None if mask is None else ~mask
     is_causal = causal and t == s
     if causal and t != s:
-        allowed = A._causal_allowed(t, s, q.device)
+        allowed = ~A.future_mask(t, s, q.device)
     variants = {
-        "broadcasting": lambda q, k, v: A.attend(q, k, v, mask, causal, need_weights=True)[0],
+        "broadcasting": lambda q, k, v: attend(q, k, v, mask, causal, need_weights=True)[0],
         "SDPA": lambda q, k, v: F.scaled_dot_product_attention(
             q, k, v, attn_mask=allowed, is_causal=is_causal
         ),
-        "attend": lambda q, k, v: A.attend(q, k, v, mask, causal)[0],
+        "attend": lambda q, k, v: attend(q, k, v, mask, causal)[0],
     }
     return (q, k, v), variants
 
@@ -317,7 +318,7 @@ def _dispatch_overhead(n: int = 2000) -> None:
     mask = torch.tensor([False] * 6 + [True] * 2).view(1, 1, 1, 8)
     calls = {
         "SDPA": lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=~mask),
-        "attend": lambda: A.attend(q, k, v, mask),
+        "attend": lambda: attend(q, k, v, mask),
     }
     times: dict[str, list[float]] = {name: [] for name in calls}
     with torch.no_grad():

@@ -20,10 +20,10 @@ variant runs the same sentences; the variants take turns within each repeat (sid
 same load) and the median over repeats is reported. "no scores" is greedy decoding without
 the log-softmax (`with_scores=False`, what `transformer translate --beam 1` runs): HF
 `generate()` computes no scores either unless asked to. Ours runs with its linear weights
-packed for oneDNN (`transformer.layers.packed`, as `translate` and `evaluate` run it); the
+packed for oneDNN (`transformer.fast.packed`, as `translate` and `evaluate` run it); the
 "unpacked" rows are the same decoders on plain `nn.Linear`, to show what packing adds. Both
 our variants skip the source padding in the encoder and in the cross-attention key/value
-projection (`transformer.layers.padding`); our beam search keeps one encoder output per
+projection (`transformer.fast.padding`); our beam search keeps one encoder output per
 sentence for its 4 beams, whose cross-attention queries go together (4 per head), and it and
 the beams' self-attention take `transformer.attention`'s batched-matrix-product path (from
 1,024 (batch, head, query) rows); greedy's 64 x 4 stay on SDPA. HF `generate()` repeats the
@@ -108,10 +108,12 @@ def _batches(src: list[list[int]], ref_len: list[int], size: int, per_sentence: 
     return out
 
 
-def _ours(use_cache: bool, beam: int, with_scores: bool = True, packed: bool = True) -> Callable:
+def _ours(
+    use_cache: bool, beam: int, with_scores: bool = True, packed: bool = True, reference=False
+) -> Callable:
     from transformer.config import ModelConfig
     from transformer.decoding import SpecialIds, beam_search, greedy_decode
-    from transformer.layers.packed import pack_for_inference
+    from transformer.fast import PIECES, optimize, pack_for_inference
     from transformer.models import Transformer
 
     cfg = ModelConfig(
@@ -127,8 +129,8 @@ def _ours(use_cache: bool, beam: int, with_scores: bool = True, packed: bool = T
     )
     torch.manual_seed(0)
     model = Transformer(cfg).eval()
-    if packed:  # as `transformer translate` and `evaluate` run it
-        pack_for_inference(model)
+    if not reference:  # as `transformer translate` and `evaluate` run it
+        optimize(model, PIECES if packed else [p for p in PIECES if p is not pack_for_inference])
     ids = SpecialIds(bos=BOS, eos=EOS, pad=PAD)
 
     def run(src: torch.Tensor, lengths: torch.Tensor) -> None:
@@ -218,16 +220,18 @@ class _ForceEos:
         return scores
 
 
-def _variants(hf: bool) -> list[tuple[str, bool, Callable]]:
-    """(name, slow, runner) for every variant measured."""
+def _variants(hf: bool, reference: bool = False) -> list[tuple[str, bool, Callable]]:
+    """(name, slow, runner) for every variant measured (`reference`: ours without the fast
+    engine)."""
+    r = reference
     out = [
-        ("ours greedy, cache", False, _ours(True, 1)),
-        ("ours greedy, cache, no scores", False, _ours(True, 1, with_scores=False)),
-        ("ours greedy, no cache", True, _ours(False, 1)),
-        ("ours beam 4, cache", False, _ours(True, 4)),
-        ("ours beam 4, no cache", True, _ours(False, 4)),
-        ("ours greedy, cache, unpacked", False, _ours(True, 1, packed=False)),
-        ("ours beam 4, cache, unpacked", False, _ours(True, 4, packed=False)),
+        ("ours greedy, cache", False, _ours(True, 1, reference=r)),
+        ("ours greedy, cache, no scores", False, _ours(True, 1, with_scores=False, reference=r)),
+        ("ours greedy, no cache", True, _ours(False, 1, reference=r)),
+        ("ours beam 4, cache", False, _ours(True, 4, reference=r)),
+        ("ours beam 4, no cache", True, _ours(False, 4, reference=r)),
+        ("ours greedy, cache, unpacked", False, _ours(True, 1, packed=False, reference=r)),
+        ("ours beam 4, cache, unpacked", False, _ours(True, 4, packed=False, reference=r)),
     ]
     if hf:
         out += [
@@ -247,7 +251,7 @@ def _time(runner: Callable, batches) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from transformer.cli import UserError
-    from transformer.runtime import tune_malloc
+    from transformer.fast import tune_malloc
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -266,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     full = _batches(src, ref_len, args.batch_size, per_sentence)
     n_sub = min(args.slow_sentences, len(src))
     subset = _batches(src[:n_sub], ref_len[:n_sub], args.batch_size, per_sentence)
-    variants = _variants(hf)
+    variants = _variants(hf, getattr(args, "reference", False))
     load_before = os.getloadavg()
     times: dict[tuple[str, str], list[float]] = {}
     for _name, _slow, runner in variants:  # warm-up: one batch each

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from transformer.config import ModelConfig
+from transformer.fast import optimize, tune_malloc
 from transformer.models import Transformer, count_parameters, parameter_count
-from transformer.runtime import tune_malloc
 from transformer.training.loss import label_smoothed_cross_entropy
 
 # Benchmark sizes: (config overrides of "base", pairs per batch, min length, max length).
@@ -236,6 +236,8 @@ def bench_size(name: str, args) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
     ours = Transformer(cfg).train()
+    if not getattr(args, "reference", False):
+        optimize(ours)  # the fast engine, as `transformer train` runs it
     ref = ReferenceModel(cfg, Transformer(cfg)).train()
     # The paper's Adam (Section 5.3); the fused kernel where this torch has one, for both.
     opts = [

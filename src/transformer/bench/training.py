@@ -70,7 +70,14 @@ def _arms(args):
     model = Transformer(model_cfg)
     plain_model = Transformer(model_cfg)
     plain_model.load_state_dict(model.state_dict())
-    trainer = Trainer(run, tempfile.mkdtemp(dir=work), data, model, tensorboard=False)
+    trainer = Trainer(
+        run,
+        tempfile.mkdtemp(dir=work),
+        data,
+        model,
+        tensorboard=False,
+        fast=not getattr(args, "reference", False),
+    )
     pad = data.train.padding(0)
     fixed = FixedSizeBatcher(
         data.train.data,

@@ -26,4 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         module = importlib.import_module(f"transformer.bench.{module_name}")
         p = which.add_parser(name, help=help_text)
         module.add_arguments(p)
+        p.add_argument(
+            "--reference",
+            action="store_true",
+            help="run the plain reference core, no fast engine",
+        )
         p.set_defaults(run=module.run)

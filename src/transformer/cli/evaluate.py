@@ -213,9 +213,7 @@ def _choose(args: argparse.Namespace) -> int:
     RUN_DIR/decoding.json."""
     from transformer.evaluation.choose import bleu_scorer, choose, weight_options
     from transformer.rundir import RunOpenError
-    from transformer.runtime import tune_malloc
 
-    tune_malloc()
     if args.split and args.split.startswith("test"):
         raise _user_error(
             f"--choose fits the decoding settings to the split it decodes: choose on the "
@@ -238,7 +236,7 @@ def _choose(args: argparse.Namespace) -> int:
         key = (choice.weights, choice.average)
         if key not in loaded:  # the stages go weights first: one model in memory at a time
             loaded.clear()
-            loaded[key] = load_weights(run_dir, choice, device)
+            loaded[key] = load_weights(run_dir, choice, device, fast=not args.reference)
         translator = make_translator(loaded[key], run_dir, choice, args)
         return [t.text for t in translator.stream(lines, max_tokens=args.max_tokens)]
 

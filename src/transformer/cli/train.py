@@ -26,6 +26,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue from the run directory's last checkpoint"
     )
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="run the plain reference core, no fast engine",
+    )
     parser.set_defaults(run=run)
 
 
@@ -44,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         raise UserError(str(err)) from None
     try:
-        result = train(config, args.out, resume=args.resume)
+        result = train(config, args.out, resume=args.resume, fast=not args.reference)
     except (ConfigError, DataError, CheckpointError, TokenizerError, RunDirError) as err:
         raise UserError(str(err)) from None
     except TrainingError as err:

@@ -61,6 +61,11 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="run the plain reference core, no fast engine",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -154,16 +159,19 @@ def describe_origin(choice, origin: dict[str, str], run_dir) -> str:
     return line
 
 
-def load_weights(run_dir, choice, device):
-    """The model of `choice`'s weights, in eval mode, packed for inference."""
-    from transformer.layers.packed import pack_for_inference
+def load_weights(run_dir, choice, device, fast: bool = True):
+    """The model of `choice`'s weights, in eval mode, sped up by the fast engine unless
+    `fast` is False (`--reference`)."""
+    from transformer.fast import optimize, tune_malloc
     from transformer.rundir import RunOpenError
 
     try:
         model = run_dir.load_choice(choice, device)
     except RunOpenError as err:
         raise _user_error(str(err)) from None
-    pack_for_inference(model)  # oneDNN-packed weights on the CPU (a no-op elsewhere)
+    if fast:
+        tune_malloc()  # the (rows, V) logits of every step reuse heap pages (about 10% on beam 4)
+        optimize(model)  # the fast engine: same weights, same results, faster
     return model
 
 
@@ -200,12 +208,9 @@ def make_translator(model, run_dir, choice, args: argparse.Namespace, n_best: in
 def build_translator(args: argparse.Namespace, n_best: int = 1):
     """(Translator, model, RunDir, DecodingChoice, where its settings came from) for RUN_DIR
     with the search options of `args`."""
-    from transformer.runtime import tune_malloc
-
-    tune_malloc()  # the (rows, V) logits of every step reuse heap pages (about 10% on beam 4)
     run_dir, device = open_run(args)
     choice, origin = resolve_choice(args, run_dir)
-    model = load_weights(run_dir, choice, device)
+    model = load_weights(run_dir, choice, device, fast=not args.reference)
     translator = make_translator(model, run_dir, choice, args, n_best)
     return translator, model, run_dir, choice, describe_origin(choice, origin, run_dir)
 

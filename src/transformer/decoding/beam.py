@@ -17,8 +17,9 @@ Each step, per sentence, the K live beams are expanded over the vocabulary and t
   (as Hugging Face `generate` with early_stopping=False), or with `exact=True` logprob /
   lp(length limit), a true upper bound (log-probabilities only fall, lp only grows), which
   makes the result identical to running every sentence to its limit.
-Finished sentences leave the batch. The encoder output is not repeated per beam: the K beams
-of a sentence share its memory row (`Seq2SeqDecoder.decode`).
+Finished sentences leave the batch. The encoder output is repeated for each beam, except for a
+model whose K beams can share their sentence's memory row (`beams_share_source`, the fast
+engine's `transformer.fast.beams`).
 
 Shape legend: B batch, N sentences still being decoded, K beam, S source length, t prefix
 length, D d_model, V vocabulary.
@@ -37,12 +38,12 @@ from transformer.decoding.common import (
     SpecialIds,
     block_eos,
     check_offset,
-    default_cache_factory,
     length_limits,
     length_penalty,
     min_lengths,
+    new_cache,
     next_logits,
-    row_topk,
+    search_ops,
 )
 
 NEG_INF = float("-inf")
@@ -104,14 +105,14 @@ def beam_search(
     limits = length_limits(src, ids.pad, max_len, max_len_offset, max_positions)  # (B,)
     mins = min_lengths(src, min_len)  # (B,)
     max_min = int(mins.max())
-    memory = model.encode(src)  # (B, S, D): shared by the K beams of each sentence
-    src_pad_mask = src.eq(ids.pad)  # (B, S)
+    cache = new_cache(model, make_cache) if use_cache else None
+    shared = _shares_source(model, cache)
+    memory, src_pad_mask = _memory(model, src, ids.pad, 1 if shared else k)
     scores = torch.full((batch, k), NEG_INF, device=device)  # (N, K) beam logprobs
     scores[:, 0] = 0.0  # one live beam at the start: the others would duplicate it
     prefix = torch.full((batch * k, 1), ids.bos, dtype=torch.long, device=device)  # (N*K, t)
     sents = torch.arange(batch, device=device)  # original index of each live sentence, (N,)
     pools = [_Pool(n_best) for _ in range(batch)]
-    cache = (make_cache or default_cache_factory)() if use_cache else None
     step = 0
     while sents.numel():
         step += 1
@@ -130,13 +131,47 @@ def beam_search(
         keep = (~done).nonzero().flatten()  # (N',) live sentences
         rows = src_row[keep].view(-1)  # (N'*K,) rows of the old cache feeding the new beams
         any_done = bool(done.any())
-        if cache is not None and keep.numel():  # cross K/V only change when sentences leave
-            cache.reorder(rows, cross=keep if any_done else False)
+        if cache is not None and keep.numel():
+            _reorder_cache(cache, rows, keep if any_done else None, shared)
         if any_done:
             beams_kept = (keep.unsqueeze(1) * k + torch.arange(k, device=device)).view(-1)
-            prefix, memory, src_pad_mask = prefix[beams_kept], memory[keep], src_pad_mask[keep]
+            mem_kept = keep if shared else beams_kept  # (N',) or (N'*K,) memory rows
+            prefix, memory, src_pad_mask = (
+                prefix[beams_kept],
+                memory[mem_kept],
+                src_pad_mask[mem_kept],
+            )
             scores, sents = scores[keep], sents[keep]
     return [pool.hyps for pool in pools]
+
+
+def _memory(model, src: Tensor, pad: int, repeats: int) -> tuple[Tensor, Tensor]:
+    """The encoder output and source padding mask, each row repeated `repeats` times (one
+    per beam, or once when the beams share it): (B*R, S, D), (B*R, S)."""
+    memory = model.encode(src)  # (B, S, D)
+    src_pad_mask = src.eq(pad)  # (B, S)
+    if repeats == 1:
+        return memory, src_pad_mask
+    return memory.repeat_interleave(repeats, 0), src_pad_mask.repeat_interleave(repeats, 0)
+
+
+def _reorder_cache(cache, rows: Tensor, sentences_kept: Tensor | None, shared: bool) -> None:
+    """The cache follows the new beams: rows (N'*K,) of the old cache feed them. With a shared
+    source the cross-attention keys/values have one row per sentence: they keep
+    `sentences_kept` (N',) when sentences left, and stay as they are otherwise."""
+    if shared:
+        cache.reorder_rows(rows, sentences_kept)
+    else:
+        cache.reorder(rows)
+
+
+def _shares_source(model, cache) -> bool:
+    """Whether the K beams of a sentence can read one memory row: the model says so
+    (`beams_share_source`, the fast engine's cross-attention) and the cache, if any, can
+    reorder its cross-attention rows by sentence (`reorder_rows`)."""
+    if not getattr(model, "beams_share_source", False):
+        return False
+    return cache is None or hasattr(cache, "reorder_rows")
 
 
 def _best_candidates(model, prefix, memory, src_pad_mask, cache, ids, scores, step, mins, max_min):
@@ -148,9 +183,10 @@ def _best_candidates(model, prefix, memory, src_pad_mask, cache, ids, scores, st
     """
     n, k = scores.shape
     logits, log_z = next_logits(model, prefix, memory, src_pad_mask, cache, ids)  # (N*K, V)
+    _, row_topk = search_ops(model)
     vocab = logits.size(-1)
     block_eos(logits.view(n, k, vocab), ids.eos, step, mins, max_min)
-    row_top, row_token = row_topk(logits, min(2 * k, vocab))  # (N*K, W): logits.topk
+    row_top, row_token = row_topk(logits, min(2 * k, vocab))  # (N*K, W): logits.topk(W)
     width = row_top.size(-1)
     cand = scores.unsqueeze(-1) + (row_top - log_z.unsqueeze(-1)).view(n, k, width)  # (N,K,W)
     top, flat = cand.view(n, k * width).topk(min(2 * k, k * width), dim=1)  # (N, 2K) sorted

@@ -2,7 +2,9 @@
 
 The decoders talk to the model only through `Seq2SeqDecoder` (`encode` + `decode(...,
 cache=)`), so tests can drive them with a scripted fake decoder, and to the cache only
-through `Cache` (`length`, `reorder`).
+through `Cache` (`length`, `reorder`). What a model may offer beyond that (its own cache
+factory `new_cache`, `beams_share_source`, `row_max`/`row_topk`: the fast engine's,
+`transformer.fast`) is optional: the search is the same without it.
 
 Shape legend: B batch, N rows still being decoded, S source length, T target length,
 D d_model, V vocabulary, K beam.
@@ -17,18 +19,20 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from transformer.models.cache import KVCache
+
 
 class Cache(Protocol):
-    """An incremental-decoding cache (`transformer.models.KVCache` is one)."""
+    """An incremental-decoding cache (`transformer.models.KVCache` is one).
+
+    Beam search on a model that marks `beams_share_source` (the fast engine's) also uses the
+    cache's `reorder_rows(index, memory_rows)` where it has one (`transformer.fast.cache`)."""
 
     length: int
 
-    def reorder(self, index: Tensor, cross: bool | Tensor = True) -> None:
-        """Keep/reorder batch rows: index (N',) int64 into the current N rows. Per-source
-        state (cross-attention keys/values, one row per memory row) follows `index` when
-        `cross` is True (greedy: one memory row per target row), may stay as it is when False
-        (beam search, when every row moves within its own sentence's beams), and keeps the
-        memory rows `cross` (M',) int64 when given (beam search, when sentences leave)."""
+    def reorder(self, index: Tensor) -> None:
+        """Keep/reorder batch rows: index (N',) int64 into the current N rows, for every
+        cached tensor (the cross-attention keys/values too: one memory row per row)."""
 
 
 class Seq2SeqDecoder(Protocol):
@@ -40,10 +44,10 @@ class Seq2SeqDecoder(Protocol):
     def decode(
         self, tgt: Tensor, memory: Tensor, src_pad_mask: Tensor, cache: Cache | None = None
     ) -> Tensor:
-        """tgt (B·G, T) int64, memory (B, S, D), src_pad_mask (B, S) -> logits (B·G, T, V):
-        memory row b serves the G >= 1 target rows b·G .. b·G + G - 1 (greedy G = 1, beam
-        search G = K beams). With a cache, tgt holds only the new positions cache.length ..
-        cache.length + T - 1."""
+        """tgt (B, T) int64, memory (B, S, D), src_pad_mask (B, S) -> logits (B, T, V).
+        With a cache, tgt holds only the new positions cache.length .. cache.length + T - 1.
+        A model marked `beams_share_source` also takes tgt (B·G, T) against memory (B, S, D):
+        memory row b serves the G target rows b·G .. b·G + G - 1 (beam search's G = K)."""
 
 
 CacheFactory = Callable[[], Cache]
@@ -82,10 +86,7 @@ def length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:
 
 
 def default_cache_factory() -> Cache:
-    """A fresh `transformer.models.KVCache` (imported lazily: the models package is optional
-    for callers that bring their own decoder and cache)."""
-    from transformer.models import KVCache
-
+    """A fresh `transformer.models.KVCache`."""
     return KVCache()
 
 
@@ -177,67 +178,29 @@ def next_logits(
     return logits, log_z
 
 
-_BLOCK = 64  # row_max's block width: 8,000 logits -> 125 block maxima
+def plain_row_max(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """logits (N, V) -> (row maxima (N,), index of each row's first maximum (N,) int64)."""
+    return logits.max(dim=-1)
 
 
-def _whole_blocks(logits: Tensor) -> Tensor:
-    """(N, V) -> the (N, V // 64, 64) view of its whole blocks of 64 (the tail left out)."""
-    n, vocab = logits.shape
-    return logits[:, : vocab - vocab % _BLOCK].reshape(n, vocab // _BLOCK, _BLOCK)
+def plain_row_topk(logits: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """logits (N, V) -> (the k largest values of each row, sorted (N, k), their indices)."""
+    return logits.topk(k, dim=-1)
 
 
-def row_max(logits: Tensor) -> tuple[Tensor, Tensor]:
-    """logits (N, V) -> (the row maxima (N,), the index of each maximum's first occurrence
-    (N,) int64): `logits.max(dim=-1)`, faster on the CPU. torch's reduction that tracks the
-    index is not vectorised there (about 0.6 ms for 64 x 8,000 on the AVX2 machine), its `amax`
-    is: so take the maxima of blocks of 64 logits, then the index inside the first block that
-    holds the row's maximum. Rows with NaN are left to `max`."""
-    n, vocab = logits.shape
-    blocks = vocab // _BLOCK
-    if not logits.is_cpu or blocks < 2:
-        return logits.max(dim=-1)
-    head = _whole_blocks(logits)  # (N, blocks, 64)
-    best_block = head.amax(dim=-1).argmax(dim=-1)  # (N,) first block holding the maximum
-    inside = head[torch.arange(n, device=logits.device), best_block]  # (N, 64)
-    value, offset = inside.max(dim=-1)
-    index = best_block * _BLOCK + offset
-    nan = value.isnan()
-    if vocab > blocks * _BLOCK:  # the tail after the last whole block wins only if larger
-        tail_value, tail_offset = logits[:, blocks * _BLOCK :].max(dim=-1)
-        later = tail_value > value
-        value = torch.where(later, tail_value, value)
-        index = torch.where(later, tail_offset + blocks * _BLOCK, index)
-        nan |= tail_value.isnan()
-    return logits.max(dim=-1) if bool(nan.any()) else (value, index)
+def search_ops(model) -> tuple[Callable, Callable]:
+    """(row_max, row_topk) for decoding `model`: the model's own where it offers them (the
+    fast engine's, `transformer.fast.topk`), else torch's `max` and `topk`."""
+    return getattr(model, "row_max", plain_row_max), getattr(model, "row_topk", plain_row_topk)
 
 
-def row_topk(logits: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """logits (N, V) -> (the k largest values of each row, sorted, (N, k); their indices (N, k)
-    int64): `logits.topk(k, dim=-1)`, faster on the CPU for k << V (beam search's 2K per row).
-
-    torch's top-k walks every logit of a row (about 3 ms for 256 x 8,000 on the AVX2
-    machine); `amax` over blocks of 64 is vectorised. A row's k largest values lie in its k
-    blocks with the largest maxima (plus the tail after the last whole block): a logit
-    outside them is beaten by k block maxima. So take those k·64 candidates and their top k.
-    Among equal values the indices returned may differ from `topk`'s (which does not order
-    ties either); the values are the same. Rows with NaN are left to `topk`."""
-    n, vocab = logits.shape
-    blocks = vocab // _BLOCK
-    if not logits.is_cpu or blocks < 4 * k:
-        return logits.topk(k, dim=-1)
-    cut = blocks * _BLOCK
-    head = _whole_blocks(logits)  # (N, blocks, 64)
-    block_max = head.amax(dim=-1)  # (N, blocks)
-    chosen = block_max.topk(k, dim=-1).indices  # (N, k) blocks holding the k largest
-    cand = head[torch.arange(n, device=logits.device).unsqueeze(1), chosen].view(n, -1)
-    index = (chosen.unsqueeze(-1) * _BLOCK + torch.arange(_BLOCK)).view(n, -1)  # (N, k·64)
-    if vocab > cut:  # the tail is always a candidate
-        cand = torch.cat([cand, logits[:, cut:]], dim=1)
-        index = torch.cat([index, torch.arange(cut, vocab).expand(n, -1)], dim=1)
-    values, pos = cand.topk(k, dim=-1)  # (N, k)
-    if bool(block_max.isnan().any()) or bool(cand.isnan().any()):
-        return logits.topk(k, dim=-1)
-    return values, index.gather(1, pos)
+def new_cache(model, make_cache: CacheFactory | None) -> Cache:
+    """A fresh decoding cache: `make_cache()` when given, else the model's `new_cache()`
+    where it has one, else a `transformer.models.KVCache`."""
+    if make_cache is not None:
+        return make_cache()
+    factory = getattr(model, "new_cache", None)
+    return factory() if factory is not None else default_cache_factory()
 
 
 def block_eos(logprobs: Tensor, eos_id: int, step: int, mins: Tensor, max_min: int) -> Tensor:

@@ -21,11 +21,11 @@ from transformer.decoding.common import (
     SpecialIds,
     block_eos,
     check_offset,
-    default_cache_factory,
     length_limits,
     min_lengths,
+    new_cache,
     next_logits,
-    row_max,
+    search_ops,
 )
 
 
@@ -62,7 +62,8 @@ def greedy_decode(
     rows = torch.arange(batch, device=src.device)  # original index of each live row, (N,)
     prefix = torch.full((batch, 1), ids.bos, dtype=torch.long, device=src.device)  # (N, t)
     logprob = torch.zeros(batch, device=src.device)  # (N,)
-    cache = (make_cache or default_cache_factory)() if use_cache else None
+    cache = new_cache(model, make_cache) if use_cache else None
+    row_max, _ = search_ops(model)
     results: list[Hypothesis | None] = [None] * batch
     step = 0
     while rows.numel():
@@ -71,7 +72,7 @@ def greedy_decode(
             model, prefix, memory, src_pad_mask, cache, ids, normalize=with_scores
         )  # (N, V), (N,) | None
         block_eos(logits, ids.eos, step, mins[rows], max_min)
-        best, token = row_max(logits)  # (N,), (N,): logits.max(dim=-1), faster
+        best, token = row_max(logits)  # (N,), (N,): logits.max(dim=-1)
         if log_z is not None:
             logprob = logprob + (best - log_z)  # log p(token)
         prefix = torch.cat([prefix, token.unsqueeze(1)], dim=1)  # (N, t + 1)

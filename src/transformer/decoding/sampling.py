@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from transformer.decoding.common import Cache, CacheFactory, default_cache_factory
+from transformer.decoding.common import Cache, CacheFactory, new_cache
 
 LanguageModel = Callable[..., Tensor]  # lm(idx (B, T), cache=None) -> logits (B, T, V)
 
@@ -90,7 +90,7 @@ def generate(
             f"prompt ({prompt.size(1)}) + max_new_tokens ({max_new_tokens}) "
             f"exceeds the model's {max_positions} positions"
         )
-    cache: Cache | None = (make_cache or default_cache_factory)() if use_cache else None
+    cache: Cache | None = new_cache(lm, make_cache) if use_cache else None
     seq = prompt
     done = torch.zeros(prompt.size(0), dtype=torch.bool, device=prompt.device)
     for _ in range(max_new_tokens):

@@ -1,31 +1,34 @@
-"""The Transformer's building blocks (Vaswani et al., 2017, Section 3).
+"""The Transformer's building blocks (Vaswani et al., 2017, Section 3), the reference core.
 
 - `embedding`: `TokenEmbedding` (×√d_model), `PositionalEncoding` (sinusoid or learned),
   `sinusoidal_encoding` (the closed form).
-- `mha`: `SelfAttention` (fused QKV), `CrossAttention`, `LayerCache` (incremental decoding).
-- `dropout`: `Dropout` / `dropout`, inverted dropout with a cheaper CPU mask.
-- `padding`: `NonPad`, the real tokens of a padded batch (the encoder skips padding in
-  inference).
+- `mha`: `ScaledDotProductAttention` (Eq. 1), `SelfAttention` (fused QKV), `CrossAttention`,
+  `LayerCache` (incremental decoding).
 - `blocks`: `FeedForward`, `EncoderLayer`, `DecoderLayer`, `LectureLayerNorm` (the slide's
   code, as a reference).
+
+The fast engine (`transformer.fast`) swaps faster variants of some of these into a built model.
 """
 
 from transformer.layers.blocks import DecoderLayer, EncoderLayer, FeedForward, LectureLayerNorm
-from transformer.layers.dropout import Dropout, dropout
 from transformer.layers.embedding import PositionalEncoding, TokenEmbedding, sinusoidal_encoding
-from transformer.layers.mha import CrossAttention, LayerCache, SelfAttention
+from transformer.layers.mha import (
+    CrossAttention,
+    LayerCache,
+    ScaledDotProductAttention,
+    SelfAttention,
+)
 
 __all__ = [
     "CrossAttention",
     "DecoderLayer",
-    "Dropout",
     "EncoderLayer",
     "FeedForward",
     "LayerCache",
     "LectureLayerNorm",
     "PositionalEncoding",
+    "ScaledDotProductAttention",
     "SelfAttention",
     "TokenEmbedding",
-    "dropout",
     "sinusoidal_encoding",
 ]

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from transformer.config import ModelConfig
-from transformer.layers.dropout import Dropout
 from transformer.layers.mha import (
     CrossAttention,
     LayerCache,
@@ -23,7 +22,6 @@ from transformer.layers.mha import (
     init_attention_,
     init_linear_,
 )
-from transformer.layers.padding import NonPad
 
 
 class FeedForward(nn.Module):
@@ -65,33 +63,32 @@ class LectureLayerNorm(nn.Module):
         return self.a_2 * (x - mean) / (std + self.eps) + self.b_2
 
 
-class _Residual(nn.Module):
-    """Base: wraps sub-layers in residual + LayerNorm, post- or pre-norm per config."""
+class _Sublayers(nn.Module):
+    """The residual connection around each sub-layer (Sections 3.1, 5.4):
+    post-norm x = LayerNorm(x + Dropout(Sublayer(x))),
+    pre-norm  x = x + Dropout(Sublayer(LayerNorm(x)))."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.norm_first = cfg.norm_first
-        self.dropout = Dropout(cfg.dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
 
-    def _residual(self, x, norm: nn.LayerNorm, sublayer):
-        """Apply one sub-layer with its residual connection; sublayer returns (y, extra)."""
-        if self.norm_first:
-            y, extra = sublayer(norm(x))
-            return x + self.dropout(y), extra
-        y, extra = sublayer(x)
-        return norm(x + self.dropout(y)), extra
+    def sublayer_input(self, x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        """What the sub-layer reads: LayerNorm(x) in pre-norm, x in post-norm."""
+        return norm(x) if self.norm_first else x
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+        """The residual sum of x and the sub-layer's output y, normalised in post-norm."""
+        x = x + self.dropout(y)
+        return x if self.norm_first else norm(x)
 
 
 def _attention_args(cfg: ModelConfig) -> tuple[int, int, int, int, float]:
     return cfg.d_model, cfg.n_heads, cfg.head_dim_k, cfg.head_dim_v, cfg.attention_dropout
 
 
-class EncoderLayer(_Residual):
-    """Self-attention + FFN (Section 3.1): x (B, S, D), mask (B, 1, 1, S) -> (B, S, D).
-
-    With a `NonPad` (`tokens`), x and the result are the (n, D) rows of the real tokens only
-    (`transformer.layers.padding`): every step but the attention product is position-wise.
-    """
+class EncoderLayer(_Sublayers):
+    """Self-attention + FFN (Section 3.1): x (B, S, D), mask (B, 1, 1, S) -> (B, S, D)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
@@ -101,18 +98,16 @@ class EncoderLayer(_Residual):
         self.ffn_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
         init_attention_(self.self_attn)
 
-    def forward(self, x, mask=None, need_weights=False, tokens: NonPad | None = None):
-        """Returns (x (B, S, D) | (n, D), self-attention weights (B, H, S, S) or None)."""
-        x, weights = self._residual(
-            x,
-            self.self_norm,
-            lambda h: self.self_attn(h, mask, need_weights=need_weights, tokens=tokens),
-        )
-        x, _ = self._residual(x, self.ffn_norm, lambda h: (self.ffn(h), None))
+    def forward(self, x, mask=None, need_weights=False):
+        """Returns (x (B, S, D), self-attention weights (B, H, S, S) or None)."""
+        h = self.sublayer_input(x, self.self_norm)
+        y, weights = self.self_attn(h, mask, need_weights=need_weights)
+        x = self.add(x, y, self.self_norm)
+        x = self.add(x, self.ffn(self.sublayer_input(x, self.ffn_norm)), self.ffn_norm)
         return x, weights
 
 
-class DecoderLayer(_Residual):
+class DecoderLayer(_Sublayers):
     """Masked self-attention, cross-attention over the encoder output, FFN (Section 3.1).
 
     With `cross=False` (the GPT block) there is no cross-attention sub-layer.
@@ -140,19 +135,13 @@ class DecoderLayer(_Residual):
         The self-attention is causal: position t sees positions <= t (with a cache, the
         cached positions come first).
         """
-        x, self_w = self._residual(
-            x,
-            self.self_norm,
-            lambda h: self.self_attn(h, causal=True, cache=cache, need_weights=need_weights),
-        )
+        h = self.sublayer_input(x, self.self_norm)
+        y, self_w = self.self_attn(h, causal=True, cache=cache, need_weights=need_weights)
+        x = self.add(x, y, self.self_norm)
         cross_w = None
         if self.cross_attn is not None:
-            x, cross_w = self._residual(
-                x,
-                self.cross_norm,
-                lambda h: self.cross_attn(
-                    h, memory, memory_mask, cache=cache, need_weights=need_weights
-                ),
-            )
-        x, _ = self._residual(x, self.ffn_norm, lambda h: (self.ffn(h), None))
+            h = self.sublayer_input(x, self.cross_norm)
+            y, cross_w = self.cross_attn(h, memory, memory_mask, cache, need_weights)
+            x = self.add(x, y, self.cross_norm)
+        x = self.add(x, self.ffn(self.sublayer_input(x, self.ffn_norm)), self.ffn_norm)
         return x, self_w, cross_w

@@ -14,15 +14,14 @@ Shape legend: B batch, T length, L cached positions, D d_model, H heads, V vocab
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from transformer.config import ModelConfig
 from transformer.layers import DecoderLayer, PositionalEncoding, TokenEmbedding
-from transformer.layers.dropout import Dropout
 from transformer.layers.mha import init_linear_
-from transformer.layers.packed import PackedWeight
 from transformer.models.cache import KVCache
-from transformer.models.transformer import check_ids, init_normal_, output_logits
+from transformer.models.transformer import check_ids, init_normal_
 
 
 class GPT(nn.Module):
@@ -34,7 +33,7 @@ class GPT(nn.Module):
         d = cfg.d_model
         self.embed = TokenEmbedding(cfg.tgt_vocab_size, d)
         self.pos = PositionalEncoding(cfg.positional, cfg.max_len, d)
-        self.dropout = Dropout(cfg.dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
             DecoderLayer(cfg, cross=False) for _ in range(cfg.n_decoder_layers)
         )
@@ -42,7 +41,6 @@ class GPT(nn.Module):
         self.output_proj = None if cfg.tie_output else nn.Linear(d, cfg.tgt_vocab_size, bias=False)
         if self.output_proj is not None:
             init_linear_(self.output_proj)
-        self.packed_output: PackedWeight | None = None  # set by pack_for_inference
         if cfg.init_std is not None:
             init_normal_(self, cfg.init_std)
 
@@ -50,6 +48,14 @@ class GPT(nn.Module):
     def output_weight(self) -> torch.Tensor:
         """The (V, D) matrix of the final linear layer (the embedding when tied)."""
         return self.embed.weight if self.output_proj is None else self.output_proj.weight
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The final linear layer: x (B, T, D) -> logits (B, T, V)."""
+        return F.linear(x, self.output_weight)  # (B, T, D) @ (D, V)
+
+    def new_cache(self) -> KVCache:
+        """An empty key/value cache for incremental decoding (`forward(idx, cache=...)`)."""
+        return KVCache()
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False):
         """idx (B, T) int64 -> logits (B, T, V); with `need_weights`, (logits, [(B, H, T, L)]
@@ -66,5 +72,5 @@ class GPT(nn.Module):
             cache.advance(idx.shape[1])
         if self.norm is not None:
             x = self.norm(x)
-        logits = output_logits(self, x)  # (B, T, D) @ (D, V) -> (B, T, V)
+        logits = self.logits(x)  # (B, T, V)
         return (logits, weights) if need_weights else logits

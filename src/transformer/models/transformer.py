@@ -28,10 +28,7 @@ from torch import nn
 
 from transformer.config import ModelConfig
 from transformer.layers import DecoderLayer, EncoderLayer, PositionalEncoding, TokenEmbedding
-from transformer.layers.dropout import Dropout
 from transformer.layers.mha import init_linear_
-from transformer.layers.packed import PackedWeight
-from transformer.layers.padding import NonPad
 from transformer.models.cache import KVCache
 
 
@@ -59,15 +56,6 @@ def check_ids(name: str, ids: torch.Tensor, vocab_size: int) -> None:
             f"{name} must be a (batch, length) int64 tensor of token ids "
             f"(vocab {vocab_size}), got {what}"
         )
-
-
-def output_logits(model: Transformer | nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The final linear layer: x (B, T, D) -> logits (B, T, V) with `model.output_weight`,
-    through `model.packed_output` when `pack_for_inference` set it for that same weight."""
-    packed = model.packed_output
-    if packed is not None and packed.weight is model.output_weight:
-        return packed(x)
-    return F.linear(x, model.output_weight)
 
 
 def init_normal_(model: nn.Module, std: float) -> None:
@@ -107,7 +95,7 @@ class Transformer(nn.Module):
             if cfg.positional == "sinusoidal"
             else PositionalEncoding(cfg.positional, cfg.max_len, d)
         )
-        self.dropout = Dropout(cfg.dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
         self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_encoder_layers))
         self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_decoder_layers))
         # Pre-norm leaves each stack's output un-normalised: one final LayerNorm per stack.
@@ -117,7 +105,6 @@ class Transformer(nn.Module):
         self.output_proj = None if cfg.tie_output else nn.Linear(d, cfg.tgt_vocab_size, bias=False)
         if self.output_proj is not None:
             init_linear_(self.output_proj)
-        self.packed_output: PackedWeight | None = None  # set by pack_for_inference
         if cfg.init_std is not None:
             init_normal_(self, cfg.init_std)
 
@@ -125,6 +112,14 @@ class Transformer(nn.Module):
     def output_weight(self) -> torch.Tensor:
         """The (V, D) matrix of the final linear layer (the target embedding when tied)."""
         return self.tgt_embed.weight if self.output_proj is None else self.output_proj.weight
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The final linear layer (Section 3.4): x (B, T, D) -> logits (B, T, V)."""
+        return F.linear(x, self.output_weight)  # (B, T, D) @ (D, V)
+
+    def new_cache(self) -> KVCache:
+        """An empty key/value cache for incremental decoding with `decode`."""
+        return KVCache()
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, need_weights: bool = False):
         """src (B, S), tgt (B, T) int64 -> logits (B, T, V); with `need_weights`,
@@ -139,26 +134,17 @@ class Transformer(nn.Module):
     def encode(self, src: torch.Tensor, need_weights: bool = False):
         """src (B, S) int64 -> memory (B, S, D); with `need_weights`, (memory, [(B, H, S, S)]).
 
-        Without autograd (and without `need_weights`), the position-wise layers run on the real
-        tokens only and the padded positions of memory are zero; with autograd they hold what
-        the layers compute there. No attention reads them either way (they are masked)."""
+        Padded source positions (ids == pad_id) are hidden from every query; memory holds
+        what the layers compute there, which no attention reads."""
         check_ids("src", src, self.config.src_vocab_size)
-        pad = src.eq(self.config.pad_id)  # (B, S), True = padding
+        pad_mask = src.eq(self.config.pad_id)[:, None, None, :]  # (B, 1, 1, S), True = padding
         x = self.dropout(self.src_embed(src) + self.src_pos(src.shape[1]))  # (B, S, D)
-        # Without autograd, the position-wise layers skip the padding (layers/padding.py).
-        tokens = (
-            None if need_weights or torch.is_grad_enabled() or not pad.any() else NonPad.of(pad)
-        )
-        if tokens is not None:
-            x = tokens.pack(x)  # (n, D): the real tokens
         weights = []
         for layer in self.encoder_layers:
-            x, w = layer(x, pad[:, None, None, :], need_weights=need_weights, tokens=tokens)
+            x, w = layer(x, pad_mask, need_weights=need_weights)  # (B, S, D)
             weights.append(w)
         if self.encoder_norm is not None:
             x = self.encoder_norm(x)
-        if tokens is not None:
-            x = tokens.unpack(x)  # (B, S, D), zero at padding
         return (x, weights) if need_weights else x
 
     def decode(
@@ -169,25 +155,15 @@ class Transformer(nn.Module):
         cache: KVCache | None = None,
         need_weights: bool = False,
     ):
-        """tgt (B·G, T) int64, memory (B, S, D), src_pad_mask (B, S) bool (True = padding) or
-        None -> logits (B·G, T, V); with `need_weights`, (logits, AttentionWeights with
+        """tgt (B, T) int64, memory (B, S, D), src_pad_mask (B, S) bool (True = padding) or
+        None -> logits (B, T, V); with `need_weights`, (logits, AttentionWeights with
         encoder=[]).
-
-        G >= 1 consecutive target rows may share one memory row (beam search's K beams of a
-        sentence: G = K), which gives the logits of repeating each memory row G times, with
-        the cross-attention keys/values computed and read once per sentence.
 
         With a `KVCache`, tgt holds the tokens at positions cache.length .. cache.length+T-1
         only; their keys/values are appended to the cache, and the cross-attention keys/values
         of `memory` are computed on the first cached call and reused afterwards.
         """
         check_ids("tgt", tgt, self.config.tgt_vocab_size)
-        rows, memory_rows = tgt.size(0), memory.size(0)
-        if rows % max(memory_rows, 1) or memory_rows == 0 < rows:
-            raise ValueError(
-                f"tgt's batch ({rows} rows) must be a multiple of memory's ({memory_rows} "
-                f"rows): each memory row serves that many consecutive target rows"
-            )
         if src_pad_mask is not None and src_pad_mask.shape != memory.shape[:2]:
             raise ValueError(
                 f"src_pad_mask must be (batch, source length) = "
@@ -207,5 +183,5 @@ class Transformer(nn.Module):
             cache.advance(tgt.shape[1])
         if self.decoder_norm is not None:
             x = self.decoder_norm(x)
-        logits = output_logits(self, x)  # (B, T, D) @ (D, V) -> (B, T, V)
+        logits = self.logits(x)  # (B, T, V)
         return (logits, AttentionWeights([], self_ws, cross_ws)) if need_weights else logits

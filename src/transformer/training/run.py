@@ -96,9 +96,14 @@ def keep_fitted_schedule(run: RunConfig, saved: TrainConfig) -> RunConfig:
 
 
 def train(
-    run: RunConfig, run_dir: str | Path, resume: bool = False, tensorboard: bool = True
+    run: RunConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    tensorboard: bool = True,
+    fast: bool = True,
 ) -> TrainResult:
-    """Build data and model from `run` and train into `run_dir` (see `Trainer`)."""
+    """Build data and model from `run` and train into `run_dir` (see `Trainer`; `fast=False`:
+    the plain reference core, without the fast engine)."""
     from transformer.models import Transformer
 
     run_dir = Path(run_dir)
@@ -124,5 +129,5 @@ def train(
     durable.write_text(run_dir / "config.toml", note + run.to_toml())
     torch.manual_seed(run.train.seed)  # the initial weights depend only on the config
     model = Transformer(run.model)
-    trainer = Trainer(run, run_dir, data, model, resume=resume, tensorboard=tensorboard)
+    trainer = Trainer(run, run_dir, data, model, resume=resume, tensorboard=tensorboard, fast=fast)
     return trainer.fit()

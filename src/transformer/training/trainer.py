@@ -27,7 +27,8 @@ from torch import nn
 from tqdm import tqdm
 
 from transformer.data import Batch
-from transformer.runtime import native_bf16, tune_malloc, use_bf16_autocast
+from transformer.fast import optimize, tune_malloc
+from transformer.runtime import native_bf16, use_bf16_autocast
 from transformer.training import budget, guard
 from transformer.training import checkpoint as ckpt
 from transformer.training.budget import ScheduleFitting
@@ -108,15 +109,20 @@ class Trainer(ScheduleFitting):
         model: nn.Module,
         resume: bool = False,
         tensorboard: bool = True,
+        fast: bool = True,
     ) -> None:
+        """`fast`: run the model through the fast engine (`transformer.fast.optimize`, which
+        keeps its weights and checkpoints as they are); False runs the plain reference core."""
         self.run, self.data, self.resume = run, data, resume
         self.run_dir = Path(run_dir)
         self.device = resolve_device(run.train.device)
         if run.train.threads:
             torch.set_num_threads(run.train.threads)
-        if self.device.type == "cpu":
-            tune_malloc()  # reuse heap pages for the large logits tensors (runtime.py)
+        if fast and self.device.type == "cpu":
+            tune_malloc()  # reuse heap pages for the large logits tensors (fast/malloc.py)
         self.model = model.to(self.device)
+        if fast:
+            optimize(self.model)
         self.optimizer = build_adam(self.model, run.train.betas, run.train.eps)
         self.autocast = use_bf16_autocast(run.train.amp, self.device)
         if self.autocast and not native_bf16(self.device):

@@ -10,8 +10,9 @@ docs/benchmarks.md.
 
 `pack_for_inference(model)` swaps every large enough `nn.Linear` inside `model` (at least
 `MIN_WEIGHTS` weights) for a `PackedLinear` that shares its parameters (so `state_dict`,
-`load_state_dict` and checkpoints are unchanged), and gives a model with a `packed_output`
-slot (`Transformer`, `GPT`: the output layer, often the tied embedding) a `PackedWeight`.
+`load_state_dict` and checkpoints are unchanged), and replaces the final linear layer
+`model.logits` of a model with an `output_weight` (`Transformer`, `GPT`: often the tied
+embedding) by a `PackedWeight` of that weight.
 Packing is lazy and safe to leave on:
 - the weight is packed on its first eligible call, and again whenever it changed in place
   (`load_state_dict`, an optimizer step: the tensor's version counter says so);
@@ -118,25 +119,26 @@ MIN_WEIGHTS = 100_000
 
 def pack_for_inference(model: nn.Module, min_weights: int = MIN_WEIGHTS) -> int:
     """Swap every plain `nn.Linear` in `model` with at least `min_weights` weights for a
-    `PackedLinear` sharing its parameters, and fill a `packed_output` slot (the output layer of
-    `Transformer` and `GPT`) if its weight is that large. In place; returns the number of
-    linear maps packed. Nothing changes when packing is unavailable (the count is then 0), and
-    calls it does not apply to run as before (see the module docstring)."""
+    `PackedLinear` sharing its parameters, and set `model.logits` (the final linear layer of
+    `Transformer` and `GPT`) to a `PackedWeight` of `model.output_weight` if that is as large.
+    In place; returns the number of linear maps packed. Nothing changes when packing is
+    unavailable (the count is then 0), and calls it does not apply to run as before (see the
+    module docstring)."""
     if not packing_available():
         return 0
-    output = getattr(model, "output_weight", None) if hasattr(model, "packed_output") else None
+    output = getattr(model, "output_weight", None) if hasattr(model, "logits") else None
     count = 0
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if not isinstance(child, nn.Linear) or child.weight.numel() < min_weights:
                 continue
-            if child.weight is output:  # an untied output layer: packed_output calls it
+            if child.weight is output:  # an untied output layer: model.logits calls it
                 continue
             if type(child) is nn.Linear:  # not subclasses, whose forward may differ
                 child = PackedLinear.from_linear(child)
                 setattr(module, name, child)
             count += isinstance(child, PackedLinear)
     if output is not None and output.numel() >= min_weights:
-        model.packed_output = PackedWeight(output)
+        model.logits = PackedWeight(output)  # x (B, T, D) -> (B, T, V), as model.logits
         count += 1
     return count

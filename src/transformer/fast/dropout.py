@@ -1,5 +1,4 @@
-"""Dropout (Srivastava et al., 2014) where the paper puts it (Vaswani et al., 2017, Section 5.4),
-with a cheaper random mask on the CPU.
+"""Dropout (Srivastava et al., 2014) with a cheaper random mask on the CPU, for training.
 
 Inverted dropout: in training each element is kept with probability 1 - p and the kept ones
 are scaled by 1 / (1 - p), so the expected output equals the input; in eval mode it is the
@@ -9,6 +8,9 @@ comparison) per element; here each element gets 16 random bits, four elements fr
 so runs stay reproducible and resumable). The keep probability is then 1 - p rounded to a
 multiple of 2^-16 (error at most 7.7e-6). About 2x faster than `nn.Dropout` forward + backward
 on the training activations (docs/benchmarks.md); on other devices `F.dropout` runs.
+
+`use_fast_dropout(model)` swaps it in for the model's `nn.Dropout` modules (the attention
+weights' dropout is left to the attention path).
 """
 
 from __future__ import annotations
@@ -44,17 +46,24 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     return x * keep * (1.0 / (1.0 - p))
 
 
-class Dropout(nn.Module):
-    """`nn.Dropout`'s interface over `dropout` (active in training mode only)."""
+class Dropout(nn.Dropout):
+    """`nn.Dropout` computed by `dropout` (active in training mode only; same state)."""
 
-    def __init__(self, p: float) -> None:
-        super().__init__()
+    def __init__(self, p: float = 0.5) -> None:
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"dropout probability must be in [0, 1], got {p}")
-        self.p = p
+        super().__init__(p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dropout(x, self.p, self.training)
 
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+
+def use_fast_dropout(model: nn.Module) -> int:
+    """Make every plain `nn.Dropout` of `model` (in-place ones excepted) a `Dropout`; returns
+    how many changed."""
+    count = 0
+    for module in model.modules():
+        if type(module) is nn.Dropout and not module.inplace:
+            module.__class__ = Dropout  # same state (p, inplace): see transformer.fast.swap
+            count += 1
+    return count

@@ -1,4 +1,4 @@
-"""`transformer.layers.packed`: oneDNN-packed linear maps against the closed form x Wᵀ + b
+"""`transformer.fast.packed`: oneDNN-packed linear maps against the closed form x Wᵀ + b
 (in float64), against plain `nn.Linear` models, and through decoding; repacking after the
 weights change, the autograd fall-back, copies, and the no-oneDNN fall-back."""
 
@@ -10,9 +10,11 @@ import pytest
 import torch
 from torch import nn
 
+import transformer.fast.attend as A
 from transformer.config import ModelConfig
 from transformer.decoding import SpecialIds, beam_search, greedy_decode
-from transformer.layers import packed as P
+from transformer.fast import optimize
+from transformer.fast import packed as P
 from transformer.models import GPT, Transformer
 
 needs_onednn = pytest.mark.skipif(
@@ -154,8 +156,8 @@ def test_packed_transformer_matches_plain(tied):
         expected, got = plain(src, tgt), packed(src, tgt)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     if P.packing_available():
-        assert packed.packed_output is not None and packed.packed_output._packed is not None
-        if not tied:  # the untied output layer is packed once, as packed_output
+        assert isinstance(packed.logits, P.PackedWeight) and packed.logits._packed is not None
+        if not tied:  # the untied output layer is packed once, as model.logits
             assert type(packed.output_proj) is nn.Linear
     clone = copy.deepcopy(packed)  # the opaque packed tensors are dropped and rebuilt
     with torch.inference_mode():
@@ -173,14 +175,13 @@ def test_packed_gpt_matches_plain():
 
 
 def test_packed_decoding_gives_the_same_translations(monkeypatch):
-    """Packed weights and the single-query attention path (forced on for this small batch)
-    against plain nn.Linear and SDPA: the same tokens, the same scores."""
-    import transformer.attention as A
+    """The fast engine with packed weights and the single-query attention path (forced on for
+    this small batch) against the reference core: the same tokens, the same scores."""
 
     torch.manual_seed(5)
     cfg = tiny_config(dropout=0.0, share_embeddings=False, tie_output=False)
     plain = Transformer(cfg).eval()
-    packed = copy.deepcopy(plain)
+    packed = optimize(copy.deepcopy(plain))
     P.pack_for_inference(packed, min_weights=0)
     ids = SpecialIds(bos=1, eos=2, pad=0)
     src = torch.randint(3, 40, (4, 6))
@@ -189,7 +190,6 @@ def test_packed_decoding_gives_the_same_translations(monkeypatch):
         lambda m: [[h] for h in greedy_decode(m, src, ids, max_len_offset=8)],
         lambda m: beam_search(m, src, ids, beam_size=3, alpha=0.6, n_best=2, max_len_offset=8),
     ):
-        monkeypatch.setattr(A, "_BMM_MIN_ROWS", 10**9)  # SDPA
         expected = decode(plain)
         monkeypatch.setattr(A, "_BMM_MIN_ROWS", 1)  # batched matrix products
         got = decode(packed)
@@ -215,14 +215,14 @@ def test_only_large_enough_weights_are_packed():
         "decoder_layers.0.self_attn.qkv_proj" in packed and "decoder_layers.0.ffn.linear2" in packed
     )
     assert "decoder_layers.0.self_attn.out_proj" in plain
-    assert model.packed_output is not None and count == len(packed) + 1
+    assert isinstance(model.logits, P.PackedWeight) and count == len(packed) + 1
 
 
 def test_without_onednn_nothing_changes(monkeypatch):
     monkeypatch.setattr(P, "packing_available", lambda: False)
     model = Transformer(tiny_config()).eval()
     assert P.pack_for_inference(model, min_weights=0) == 0
-    assert model.packed_output is None
+    assert "logits" not in vars(model)  # the reference method stays
     layer = P.PackedLinear.from_linear(random_linear(8, 4, True))
     x = torch.randn(3, 8)
     with torch.inference_mode():

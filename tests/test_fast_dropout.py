@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from transformer.layers.dropout import Dropout, dropout, keep_mask
+from transformer.fast.dropout import Dropout, dropout, keep_mask
 
 
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5])

@@ -1,4 +1,4 @@
-"""`transformer.attention.attend`, the fast path, against the float64 loop reference, torch's
+"""`transformer.fast.attend.attend`, the fast path, against the float64 loop reference, torch's
 SDPA and numerical gradients, on every code path (fused SDPA with is_causal / a small causal
 mask / a padding or full mask, the fix-up for kernels without zero rows, and the weights path).
 Shape legend: B batch, H heads, T queries, S keys, Dk/Dv head dims."""
@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import transformer.fast.attend as A
 from test_attention import close, reference_attention
-from transformer import attention as A
 
 
 def causal_reference_mask(t, s):
