@@ -153,4 +153,8 @@ def build_data(run: RunConfig, run_dir: str | Path, progress: bool = True):
     """(TrainData, ModelConfig) for the run's task; see the module docstring."""
     if run.data.task == "copy":
         return copy_data(run), run.model
+    if run.data.task == "lm":
+        from transformer.training.lm_data import lm_data
+
+        return lm_data(run, Path(run_dir), progress)
     return multi30k_data(run, Path(run_dir), progress)

@@ -16,6 +16,7 @@ import torch
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig
 from transformer.training.data import build_data
+from transformer.training.task import task_for
 from transformer.training.trainer import RunDirError, Trainer, TrainResult
 
 log = logging.getLogger("transformer.training")
@@ -69,8 +70,6 @@ def train(
     run: RunConfig, run_dir: str | Path, resume: bool = False, tensorboard: bool = True
 ) -> TrainResult:
     """Build data and model from `run` and train into `run_dir` (see `Trainer`)."""
-    from transformer.models import Transformer
-
     run_dir = Path(run_dir)
     prepare_run_dir(run, run_dir, resume)
     data, model_cfg = build_data(run, run_dir, progress=run.train.progress)
@@ -84,6 +83,6 @@ def train(
             )
     (run_dir / "config.toml").write_text(run.to_toml(), encoding="utf-8")
     torch.manual_seed(run.train.seed)  # the initial weights depend only on the config
-    model = Transformer(run.model)
+    model = task_for(run.data.task).build_model(run.model)  # Transformer or GPT
     trainer = Trainer(run, run_dir, data, model, resume=resume, tensorboard=tensorboard)
     return trainer.fit()

@@ -33,9 +33,9 @@ from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig
 from transformer.training.data import TrainData
 from transformer.training.logging import MetricsLog
-from transformer.training.loss import label_smoothed_cross_entropy
-from transformer.training.optim import build_adam, set_lr
-from transformer.training.schedule import linear_lr, noam_lr
+from transformer.training.optim import build_optimizer, set_lr
+from transformer.training.schedule import cosine_lr, linear_lr, noam_lr
+from transformer.training.task import task_for
 from transformer.training.val_bleu import probe_bleu
 
 log = logging.getLogger("transformer.training")
@@ -156,7 +156,8 @@ class Trainer:
         if self.device.type == "cpu":
             tune_malloc()  # reuse heap pages for the large logits tensors (runtime.py)
         self.model = model.to(self.device)
-        self.optimizer = build_adam(self.model, run.train.betas, run.train.eps)
+        self.task = task_for(run.data.task)  # how a batch is scored and counted
+        self.optimizer = build_optimizer(self.model, run.train)
         self.autocast = use_bf16_autocast(run.train.amp, self.device)
         if self.autocast and not native_bf16(self.device):
             log.warning(
@@ -182,23 +183,15 @@ class Trainer:
 
     # ---- one optimizer step --------------------------------------------------------------
     def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed smoothed loss and NLL of one batch (decoder reads tgt_in, scored on tgt_out)."""
-        batch = batch.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model(batch.src, batch.tgt_in)  # (B, T, V)
-        sums = label_smoothed_cross_entropy(
-            logits, batch.tgt_out, self.run.model.label_smoothing, self.run.model.pad_id
-        )
-        return sums.loss, sums.nll
+        """Summed smoothed loss and NLL of one batch (`task.Seq2SeqTask` / `task.LMTask`)."""
+        return self.task.loss(self.model, batch, self.run.model, self.device, self.autocast)
 
     def train_step(self) -> tuple[float, float, int, int, int]:
         """Accumulate `accum_steps` batches, clip, set the rate and step Adam.
 
         Returns (summed loss, summed NLL, target tokens, pad positions, all positions)."""
         batches = [self._next_batch() for _ in range(self.run.train.accum_steps)]
-        n_tokens = sum(b.n_tgt_tokens for b in batches)
-        n_pos = sum(b.src.numel() + b.tgt_out.numel() for b in batches)
-        n_pad = n_pos - sum(b.n_src_tokens + b.n_tgt_tokens for b in batches)
+        n_tokens, n_pad, n_pos = self.task.counts(batches)
         loss_value, nll_value = self.accumulate(batches, n_tokens)
         if not math.isfinite(loss_value):
             self.optimizer.zero_grad(set_to_none=True)
@@ -228,6 +221,8 @@ class Trainer:
         t, d = self.run.train, self.run.model.d_model
         if t.schedule == "linear":
             return linear_lr(step, d, t.warmup, t.max_steps, t.lr_scale)
+        if t.schedule == "cosine":
+            return cosine_lr(step, t.lr, t.min_lr, t.warmup, t.max_steps)
         return noam_lr(step, d, t.warmup, t.lr_scale)
 
     def _diverged_message(self, value: float) -> str:
@@ -251,7 +246,7 @@ class Trainer:
         for batch in self.data.val:
             l_sum, n_sum = self._forward(batch)
             loss, nll = loss + float(l_sum), nll + float(n_sum)
-            tokens += batch.n_tgt_tokens
+            tokens += self.task.n_targets(batch)
         n = max(tokens, 1)
         return {"val_loss": loss / n, "val_nll": nll / n, "val_ppl": math.exp(min(nll / n, 700))}
 
