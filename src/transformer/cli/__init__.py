@@ -10,10 +10,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from transformer.cli import average, bench, demo, evaluate, plot, tokenizer, train, translate
+from transformer.cli import (
+    average,
+    bench,
+    demo,
+    evaluate,
+    generate,
+    plot,
+    tokenizer,
+    train,
+    translate,
+)
 
 # The sub-command modules, in the order `--help` shows them.
-COMMANDS = [demo, train, average, translate, evaluate, tokenizer, bench, plot]
+COMMANDS = [demo, train, average, translate, evaluate, generate, tokenizer, bench, plot]
 
 
 class UserError(Exception):
