@@ -4,7 +4,8 @@ Prints sacreBLEU (cased, 13a) with its signature, chrF, BLEU on lowercased text 
 Multi30k papers report; see `transformer.evaluation.bleu` for how it differs from Moses-
 tokenized multi-bleu.perl), and the perplexity of the references under the model. The test
 set is `--src FILE --ref FILE` (plain or .gz) or a Multi30k `--split` (languages from the
-run's config unless given).
+run's config unless given). A language-model run (data.task = "lm") is scored on its
+validation split instead: nats per token, perplexity, bits per character (`evaluate_lm`).
 """
 
 from __future__ import annotations
@@ -102,8 +103,11 @@ def _perplexity(model, tokenizer, sources, refs, cfg, device):
 
 
 def run(args: argparse.Namespace) -> int:
+    from transformer.cli import evaluate_lm
     from transformer.evaluation import score_translations
 
+    if evaluate_lm.is_lm_run(args.run_dir):  # a GPT run: loss / perplexity / bits per char
+        return evaluate_lm.run(args)
     translator, model, tokenizer, cfg, run_cfg = build_translator(args)
     sources, refs, name = _test_set(args, run_cfg)
     start = time.perf_counter()
