@@ -208,3 +208,32 @@ def test_lm_run_directory_opens_as_gpt(tmp_path, text_file):
     assert model.config.tgt_vocab_size == len(set(TEXT))
     val = next(iter(read_log(tmp_path / "r", "val")))
     assert val["val_loss"] == pytest.approx(val["val_nll"])  # no label smoothing
+
+
+SHRINK = [
+    "model.d_model=16", "model.n_heads=2", "model.d_ff=32", "model.n_decoder_layers=1",
+    "model.max_len=16", "data.block_size=16", "data.batch_size=4", "train.max_steps=3",
+    "train.warmup=1", "train.val_every=3", "train.progress=false", "train.threads=1",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["shakespeare-char", "shakespeare-bpe"])
+def test_shakespeare_configs_train_through_the_cli(tmp_path, text_file, capsys, name):
+    from transformer.cli import main
+    from transformer.tokenizers import ByteBPE
+
+    run = RunConfig.from_toml(f"configs/{name}.toml")
+    assert run.data.task == "lm" and run.train.max_minutes == 20
+    assert run.model.max_len == run.data.block_size and run.train.optimizer == "adamw"
+    assert run.train.schedule == "cosine" and run.model.norm_first and run.model.dropout < 0.5
+    sets = [f"data.text_file={str(text_file)!r}", "data.bpe_merges=40", *SHRINK]
+    args = [x for s in sets for x in ("--set", s)]
+    assert main(["train", f"configs/{name}.toml", "--out", str(tmp_path / "r"), *args]) == 0
+    assert "training finished at step 3" in capsys.readouterr().out
+    assert (tmp_path / "r" / "tb").is_dir()  # TensorBoard scalars, as for translation
+    tok = RunDir.open(tmp_path / "r").tokenizer
+    assert isinstance(tok, CharTokenizer if name.endswith("char") else ByteBPE)
+    if isinstance(tok, ByteBPE):
+        assert tok.vocab_size == 256 + 40 + 1
+    assert main(["evaluate", str(tmp_path / "r"), "--json"]) == 0
+    assert "val_bits_per_char" in capsys.readouterr().out
