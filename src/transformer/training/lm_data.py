@@ -27,6 +27,7 @@ from transformer.data import (
     split_text,
     tiny_shakespeare_path,
 )
+from transformer.tokenizers import ByteBPE, CharTokenizer, load_tokenizer
 from transformer.training.config import DataConfig, RunConfig
 
 VAL_FRACTION = 0.1  # nanoGPT's split of Tiny Shakespeare
@@ -67,8 +68,6 @@ def lm_text_path(data: DataConfig, progress: bool = True) -> Path:
 
 def make_tokenizer(data: DataConfig, text_path: Path, tok_path: Path, progress: bool) -> None:
     """Write `tok_path`: `data.tokenizer` copied, or a char / byte-level BPE vocabulary."""
-    from transformer.tokenizers import ByteBPE, CharTokenizer
-
     if data.tokenizer:
         if not Path(data.tokenizer).is_file():
             raise DataError(f"data.tokenizer: {data.tokenizer}: file not found")
@@ -85,8 +84,6 @@ def make_tokenizer(data: DataConfig, text_path: Path, tok_path: Path, progress: 
 
 def lm_data(run: RunConfig, run_dir: Path, progress: bool = True) -> tuple[LMData, ModelConfig]:
     """(LMData, the model config with the tokenizer's vocabulary size)."""
-    from transformer.tokenizers import load_tokenizer
-
     d = run.data
     if run.model.max_len < d.block_size:
         raise ConfigError(

@@ -20,6 +20,7 @@ from torch import nn
 
 from transformer.config import ModelConfig
 from transformer.data import Batch, LMBatch
+from transformer.models import GPT, Transformer
 from transformer.training.loss import label_smoothed_cross_entropy
 
 
@@ -29,8 +30,6 @@ class Seq2SeqTask:
     name = "seq2seq"
 
     def build_model(self, cfg: ModelConfig) -> nn.Module:
-        from transformer.models import Transformer
-
         return Transformer(cfg)
 
     def loss(
@@ -60,8 +59,6 @@ class LMTask:
     name = "lm"
 
     def build_model(self, cfg: ModelConfig) -> nn.Module:
-        from transformer.models import GPT
-
         return GPT(cfg)
 
     def loss(
