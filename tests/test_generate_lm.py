@@ -216,3 +216,17 @@ def test_generate_refuses_a_translation_run(tmp_path, capsys):
     (tmp_path / "config.toml").write_text(RunConfig.from_dict({}).to_toml())
     code, _, err = generate_cli(capsys, str(tmp_path), "--prompt", "a")
     assert code == 2 and "holds a translation model" in err
+
+
+def test_streamed_text_waits_for_whole_utf8_characters():
+    from transformer.cli.generate import _stream_text
+    from transformer.tokenizers import ByteBPE
+
+    tok = ByteBPE.train(["ab ab ab"], 256 + 1 + 1)  # bytes + one merge: "é" is two tokens
+    ids = tok.encode("aé ✓b")
+    assert len(ids) > len("aé ✓b")  # some characters span several tokens
+    out = io.StringIO()
+    writes = []
+    out.write = lambda s: writes.append(s) or len(s)
+    _stream_text(tok, (torch.tensor([i]) for i in ids), out)
+    assert "".join(writes) == "aé ✓b" and all("\ufffd" not in w for w in writes)
