@@ -212,6 +212,12 @@ def test_generate_errors_exit_2(lm_run, capsys, args, message):
     assert code == 2 and re.search(message, err) and err.count("\n") == 1 and not out
 
 
+def test_translate_refuses_an_lm_run(lm_run, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("First\n"))
+    assert main(["translate", str(lm_run)]) == 2
+    assert "holds a language model: use `transformer generate`" in capsys.readouterr().err
+
+
 def test_generate_refuses_a_translation_run(tmp_path, capsys):
     (tmp_path / "config.toml").write_text(RunConfig.from_dict({}).to_toml())
     code, _, err = generate_cli(capsys, str(tmp_path), "--prompt", "a")

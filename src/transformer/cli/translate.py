@@ -105,6 +105,8 @@ def build_translator(args: argparse.Namespace, n_best: int = 1):
 
     tune_malloc()  # the (rows, V) logits of every step reuse heap pages (about 10% on beam 4)
     model, tokenizer, cfg, run_cfg = load_model(args)
+    if run_cfg.data.task == "lm":
+        raise _user_error(f"{args.run_dir} holds a language model: use `transformer generate`")
     pack_for_inference(model)  # oneDNN-packed weights on the CPU (a no-op elsewhere)
     try:
         settings = SearchSettings(
