@@ -60,3 +60,23 @@ def test_bad_inputs_and_files(tmp_path):
     bad.write_text(json.dumps({"format": "transformer.tokenizers.Char", "version": 1}))
     with pytest.raises(TokenizerError, match="missing field 'vocab'"):
         load_tokenizer(bad)
+
+
+def test_tokenizer_cli_trains_and_applies_a_char_vocabulary(tmp_path, capsys, monkeypatch):
+    import io
+
+    from transformer.cli import main
+
+    path = corpus_dir("tinyshakespeare") / "input.txt.gz"
+    out = tmp_path / "chars.json"
+    assert main(["tokenizer", "train", "--kind", "char", "-o", str(out), str(path)]) == 0
+    assert "vocabulary 65 characters" in capsys.readouterr().err
+    assert "".join(CharTokenizer.load(out).chars) == NANOGPT_CHARS
+    monkeypatch.setattr("sys.stdin", io.StringIO("ROMEO:\n"))
+    assert main(["tokenizer", "encode", "-t", str(out)]) == 0
+    ids = capsys.readouterr().out.split()
+    assert [NANOGPT_CHARS[int(i)] for i in ids] == list("ROMEO:")
+    monkeypatch.setattr("sys.stdin", io.StringIO("ROMEO: é\n"))
+    assert main(["tokenizer", "encode", "-t", str(out)]) == 2
+    assert "'é' (U+00E9) at position 7" in capsys.readouterr().err
+    assert main(["tokenizer", "train", "--kind", "char", "--merges", "3", "-o", str(out)]) == 2

@@ -3,6 +3,7 @@
     transformer tokenizer train --merges 8000 -o bpe.json train.en.gz train.de.gz
     transformer tokenizer train --split-punct -o bpe-punct.json train.en.gz train.de.gz
     transformer tokenizer train --kind bytebpe --vocab-size 8000 -o bytes.json input.txt
+    transformer tokenizer train --kind char -o chars.json input.txt   # one token a character
     transformer tokenizer encode -t bpe.json --format subword-nmt < text   # "sub@@ word" lines
     transformer tokenizer encode -t bpe.json < text | transformer tokenizer decode -t bpe.json
 
@@ -32,7 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     train = which.add_parser("train", help="learn a tokenizer from text files (or stdin)")
     train.add_argument("files", nargs="*", help="text files (.gz ok); none or '-': stdin")
     train.add_argument("-o", "--out", required=True, help="tokenizer JSON file to write")
-    train.add_argument("--kind", choices=["bpe", "bytebpe"], default="bpe", help="default: bpe")
+    train.add_argument(
+        "--kind", choices=["bpe", "bytebpe", "char"], default="bpe", help="default: bpe"
+    )
     train.add_argument("--merges", type=int, help="number of merges (bpe; default 8000)")
     train.add_argument("--vocab-size", type=int, help="vocabulary size (bytebpe; default 8000)")
     train.add_argument("--min-frequency", type=int, default=2, help="default: 2")
@@ -104,10 +107,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from transformer.tokenizers import BPE, ByteBPE
+    from transformer.tokenizers import BPE, ByteBPE, CharTokenizer
 
     lines = (line for _, _, line in read_lines(args.files))
     progress = not args.quiet
+    if args.kind == "char":
+        given = (args.merges, args.vocab_size, args.codes, args.hf_json)
+        if any(x is not None for x in given) or args.no_end_of_word or args.split_punct:
+            raise _error("--kind char takes no merges, vocabulary size or BPE options")
+        tok = CharTokenizer.train(lines)  # every character of the text, newlines included
+        tok.save(args.out)
+        print(f"wrote {args.out}: vocabulary {tok.vocab_size} characters", file=sys.stderr)
+        return 0
     if args.kind == "bpe":
         if args.vocab_size is not None:
             raise _error("--vocab-size is for --kind bytebpe; use --merges for bpe")
@@ -140,7 +151,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from transformer.tokenizers import BPE, load_tokenizer
+    from transformer.tokenizers import BPE, CharTokenizer, load_tokenizer
 
     tok = load_tokenizer(args.tokenizer)
     is_bpe = isinstance(tok, BPE)
@@ -156,6 +167,8 @@ def _encode(args: argparse.Namespace) -> int:
             continue
         if is_bpe:
             ids = tok.encode(text, add_bos=args.add_bos, add_eos=args.add_eos)
+        elif isinstance(tok, CharTokenizer):
+            ids = tok.encode(text)
         else:
             ids = tok.encode(text, allowed_special="all" if args.allow_special else ())
         items = ids if args.format == "ids" else [tok.tokens[i] for i in ids]

@@ -49,6 +49,11 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.chars)
 
+    @property
+    def tokens(self) -> list[str]:
+        """id -> token (the character), as `BPE.tokens` / `ByteBPE.tokens`."""
+        return self.chars
+
     def encode(self, text: str) -> list[int]:
         """One id per character; a character outside the vocabulary raises `TokenizerError`
         naming it and its position."""
