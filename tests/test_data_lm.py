@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from conftest import corpus_dir
-from transformer.data import DataError, LMStream, encode_text, split_train_val
+from transformer.data import (
+    DataError,
+    LMStream,
+    encode_split,
+    encode_text,
+    split_text,
+    split_train_val,
+)
+from transformer.tokenizers import CharTokenizer, TokenizerError
 
 
 def test_blocks_are_contiguous_and_cover_every_target_once():
@@ -90,3 +98,45 @@ def test_tiny_shakespeare_char_stream(tmp_path):
     train, val = split_train_val(ids)
     batch = next(iter(LMStream(val, 64, 4, shuffle=False)))
     assert "".join(chars[i] for i in batch.block[0].tolist()) == text[len(train) :][:65]
+
+
+def test_split_text_is_nanogpts_cut():
+    text = "abcdefghij" * 7 + "xyz"  # 73 characters: int(73 * 0.9) = 65
+    train, val = split_text(text)
+    assert len(train) == 65 and train + val == text
+    with pytest.raises(DataError, match="val_fraction"):
+        split_text(text, 0.0)
+
+
+def test_tiny_shakespeare_split_matches_nanogpt(tmp_path):
+    # nanoGPT's prepare.py: "train has 1,003,854 tokens", "val has 111,540 tokens"
+    path = corpus_dir("tinyshakespeare") / "input.txt.gz"
+    tok = CharTokenizer.train(gzip.decompress(path.read_bytes()).decode("utf-8"))
+    tok.save(tmp_path / "tok.json")
+    ids = encode_split(path, tok, tokenizer_file=tmp_path / "tok.json", cache_dir=tmp_path)
+    assert (len(ids.train), len(ids.val), ids.val_chars) == (1_003_854, 111_540, 111_540)
+
+
+def test_encode_split_caches_memory_mapped(tmp_path):
+    text = "".join(chr(97 + (i * 7) % 26) for i in range(500)) + "\n"
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    tok = CharTokenizer.train(text)
+    tok.save(tmp_path / "tok.json")
+
+    def run():
+        return encode_split(
+            tmp_path / "t.txt", tok, tokenizer_file=tmp_path / "tok.json", cache_dir=tmp_path / "c"
+        )
+
+    first, second = run(), run()
+    assert not first.from_cache and second.from_cache
+    assert isinstance(second.train, np.memmap) and second.train.dtype == np.int32
+    train_text, val_text = text[:450], text[450:]
+    assert second.train.tolist() == tok.encode(train_text)
+    assert second.val.tolist() == tok.encode(val_text) and second.val_chars == 51
+    batch = next(iter(LMStream(second.train, 8, 2, shuffle=False)))
+    assert batch.block.dtype == torch.int64
+    assert tok.decode(batch.block[1].tolist()) == train_text[8:17]
+    (tmp_path / "t.txt").write_text(text.upper(), encoding="utf-8")  # new text, new key
+    with pytest.raises(TokenizerError, match="not in the"):
+        run()

@@ -104,5 +104,3 @@ def test_generate_stops_at_eos_and_checks_length(gpt):
     first = int(generate(gpt, prompt[:1], 1, temperature=0.0)[0, -1])
     out = generate(gpt, prompt[:1], 10, temperature=0.0, eos_id=first)
     assert out.shape == (1, 4)  # stopped right after the first token, which was "</s>"
-    with pytest.raises(ValueError, match="exceeds"):
-        generate(gpt, prompt, 40, max_positions=40)

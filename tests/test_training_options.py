@@ -116,7 +116,7 @@ def test_linear_schedule_in_the_trainer(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("train_values", "message"),
     [
-        ({"schedule": "cosine"}, "train.schedule"),
+        ({"schedule": "exponential"}, "train.schedule"),
         ({"schedule": "linear", "max_steps": 4, "warmup": 4}, "must exceed train.warmup"),
         ({"max_minutes": -1}, "train.max_minutes"),
     ],

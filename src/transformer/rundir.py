@@ -5,7 +5,8 @@
     run.tokenizer.encode("Ein Hund läuft im Schnee.")
 
 A run directory (written by `transformer train`) holds `config.toml` (the resolved
-`RunConfig`), `tokenizer.json` (absent for the copy task, whose lines are token ids),
+`RunConfig`), `tokenizer.json` (absent for the copy task, whose lines are token ids; a
+`CharTokenizer` or `ByteBPE` for a language-model run, data.task "lm", whose model is a `GPT`),
 `model.safetensors` (the latest weights) and `checkpoints/step-*/` (see
 `transformer.training.checkpoint`), and after `transformer evaluate RUN --split val --choose`
 `decoding.json`: the decoding settings chosen on validation (`DecodingChoice`, with the score
@@ -26,10 +27,10 @@ import torch
 from torch import nn
 
 from transformer.config import ConfigError, ModelConfig
-from transformer.models import Transformer
 from transformer.tokenizers import TokenizerError, load_tokenizer
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig
+from transformer.training.task import task_for
 
 
 class RunOpenError(ValueError):
@@ -161,9 +162,15 @@ class RunDir:
             raise RunOpenError(f"{self.path}: the best checkpoint (step {step}) is not on disk")
         return Path(which)
 
+    @property
+    def is_lm(self) -> bool:
+        """Whether the run is a GPT language model (data.task "lm"), not a translator."""
+        return self.config.data.task == "lm"
+
     def build_model(self) -> nn.Module:
-        """A freshly initialised model of this run's architecture."""
-        return Transformer(self.model_config)
+        """A freshly initialised model of this run's architecture (`Transformer`, or `GPT`
+        for a language-model run)."""
+        return task_for(self.config.data.task).build_model(self.model_config)
 
     def load_model(
         self, weights: str = "latest", average: int = 0, device: str | torch.device = "cpu"

@@ -26,6 +26,7 @@ from transformer.cli import (
     convert,
     demo,
     evaluate,
+    generate,
     plot,
     serve,
     tokenizer,
@@ -34,7 +35,19 @@ from transformer.cli import (
 )
 
 # The sub-command modules, in the order `--help` shows them.
-COMMANDS = [demo, train, average, translate, evaluate, tokenizer, bench, plot, convert, serve]
+COMMANDS = [
+    demo,
+    train,
+    average,
+    translate,
+    evaluate,
+    generate,
+    tokenizer,
+    bench,
+    plot,
+    convert,
+    serve,
+]
 
 # Library errors that describe bad input (exit 2), by module and class (looked up only once
 # raised, so that `transformer --help` imports no library code).

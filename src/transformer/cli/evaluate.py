@@ -6,6 +6,8 @@ tokenized multi-bleu.perl), and the perplexity of the references under the model
 set is `--src FILE --ref FILE` (plain or .gz) or a Multi30k `--split` (languages from the
 run's config unless given). The decoding settings not given as flags come from the run's
 decoding.json (see `translate`); the report says which were used and where they came from.
+A language-model run (data.task = "lm") is scored on its validation split instead: nats per
+token, perplexity, bits per character (`evaluate_lm`).
 
 `--choose` (on a validation set: `--split val`) tries candidate weights, beam sizes, alphas
 and stopping rules instead (`transformer.evaluation.choose`: a staged grid, `--beams`,
@@ -132,9 +134,11 @@ def _perplexity(model, tokenizer, sources, refs, cfg, device):
 
 def run(args: argparse.Namespace) -> int:
     from transformer import durable
-    from transformer.cli import check_output
+    from transformer.cli import check_output, evaluate_lm
     from transformer.evaluation import score_translations
 
+    if evaluate_lm.is_lm_run(args.run_dir):  # a GPT run: loss / perplexity / bits per char
+        return evaluate_lm.run(args)
     if args.choose:
         return _choose(args)
     check_output("--output", args.output)

@@ -3,6 +3,7 @@
     transformer tokenizer train --merges 8000 -o bpe.json train.en.gz train.de.gz
     transformer tokenizer train --split-punct -o bpe-punct.json train.en.gz train.de.gz
     transformer tokenizer train --kind bytebpe --vocab-size 8000 -o bytes.json input.txt
+    transformer tokenizer train --kind char -o chars.json input.txt   # one token a character
     transformer tokenizer encode -t bpe.json --format subword-nmt < text   # "sub@@ word" lines
     transformer tokenizer encode -t bpe.json < text | transformer tokenizer decode -t bpe.json
 
@@ -40,7 +41,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("files", nargs="*", help="text files (.gz ok); none or '-': stdin")
     train.add_argument("-o", "--out", required=True, help="tokenizer JSON file to write")
     train.add_argument(
-        "--kind", choices=["bpe", "bytebpe", "wordpiece"], default="bpe", help="default: bpe"
+        "--kind",
+        choices=["bpe", "bytebpe", "wordpiece", "char"],
+        default="bpe",
+        help="default: bpe",
     )
     train.add_argument("--merges", type=int, help="number of merges (bpe; default 8000)")
     train.add_argument(
@@ -134,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from transformer.cli import check_output
-    from transformer.tokenizers import BPE, ByteBPE
+    from transformer.tokenizers import BPE, ByteBPE, CharTokenizer
 
     for option, path in (("-o", args.out), ("--codes", args.codes), ("--hf-json", args.hf_json)):
         check_output(option, path)  # before the learning, not after
@@ -143,6 +147,14 @@ def _train(args: argparse.Namespace) -> int:
     progress = not args.quiet
     if args.kind == "wordpiece":
         return train_wordpiece(args, lines)
+    if args.kind == "char":
+        given = (args.merges, args.vocab_size, args.codes, args.hf_json)
+        if any(x is not None for x in given) or args.no_end_of_word or args.split_punct:
+            raise _error("--kind char takes no merges, vocabulary size or BPE options")
+        tok = CharTokenizer.train(lines)  # every character of the text, newlines included
+        tok.save(args.out)
+        print(f"wrote {args.out}: vocabulary {tok.vocab_size} characters", file=sys.stderr)
+        return 0
     if args.kind == "bpe":
         if args.vocab_size is not None:
             raise _error("--vocab-size is for --kind bytebpe; use --merges for bpe")
@@ -175,7 +187,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from transformer.tokenizers import BPE, WordPiece
+    from transformer.tokenizers import BPE, CharTokenizer, WordPiece
 
     tok = load_any(args.tokenizer)
     if isinstance(tok, WordPiece):
@@ -193,6 +205,8 @@ def _encode(args: argparse.Namespace) -> int:
             continue
         if is_bpe:
             ids = tok.encode(text, add_bos=args.add_bos, add_eos=args.add_eos)
+        elif isinstance(tok, CharTokenizer):
+            ids = tok.encode(text)
         else:
             ids = tok.encode(text, allowed_special="all" if args.allow_special else ())
         items = ids if args.format == "ids" else [tok.tokens[i] for i in ids]

@@ -39,7 +39,10 @@ from transformer.data.download import data_root, download
 from transformer.data.lm import (
     LMBatch,
     LMStream,
+    SplitIds,
+    encode_split,
     encode_text,
+    split_text,
     split_train_val,
     tiny_shakespeare_path,
 )
@@ -58,11 +61,13 @@ __all__ = [
     "PaddingStats",
     "ParallelCorpus",
     "SkipCounts",
+    "SplitIds",
     "TokenBatcher",
     "data_root",
     "download",
     "encode_lines",
     "encode_parallel",
+    "encode_split",
     "encode_text",
     "load_multi30k",
     "multi30k_dir",
@@ -70,6 +75,7 @@ __all__ = [
     "read_lines",
     "read_parallel",
     "read_text",
+    "split_text",
     "split_train_val",
     "tiny_shakespeare_path",
 ]

@@ -111,9 +111,11 @@ def check_merges(
 
 
 def load_tokenizer(path: str | os.PathLike):
-    """Load a `BPE` or `ByteBPE` file, whichever `path` holds (its `format` field says)."""
+    """Load a `BPE`, `ByteBPE` or `CharTokenizer` file, whichever `path` holds (its `format`
+    field says)."""
     from transformer.tokenizers.bpe import BPE
     from transformer.tokenizers.bytebpe import ByteBPE
+    from transformer.tokenizers.char import CHAR_FORMAT, CharTokenizer
 
     payload = read_json(path)
     found = payload.get("format") if isinstance(payload, dict) else None
@@ -121,8 +123,11 @@ def load_tokenizer(path: str | os.PathLike):
         return BPE.load(path)
     if found == BYTEBPE_FORMAT:
         return ByteBPE.load(path)
+    if found == CHAR_FORMAT:
+        return CharTokenizer.load(path)
     raise TokenizerError(
-        f"{path}: field 'format' is {found!r}, expected {BPE_FORMAT!r} or {BYTEBPE_FORMAT!r}"
+        f"{path}: field 'format' is {found!r}, expected {BPE_FORMAT!r}, {BYTEBPE_FORMAT!r} "
+        f"or {CHAR_FORMAT!r}"
     )
 
 

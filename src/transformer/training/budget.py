@@ -139,7 +139,7 @@ def fitted(train: TrainConfig, timing: Timing, done: int = 0) -> TrainConfig:
     warmup = train.warmup
     if train.warmup_fraction > 0:
         warmup = min(max(round(train.warmup_fraction * n), 1), max(n - 1, 1))
-    if n < 1 or (train.schedule == "linear" and n <= warmup):
+    if n < 1 or (train.schedule in ("linear", "cosine") and n <= warmup):
         raise BudgetError(
             f"train.max_minutes = {train.max_minutes} holds only {n} steps of "
             f"{timing.step_s:.3g} s on this machine, not more than train.warmup = {warmup}: "
@@ -211,7 +211,7 @@ class ScheduleFitting:
         """A warning (logged and in log.jsonl) when the time cap ends a schedule that has an
         end (linear, or fitted) before that end."""
         t = self.run.train
-        if t.schedule != "linear" and self._timing is None:
+        if t.schedule not in ("linear", "cosine") and self._timing is None:
             return  # Noam's schedule has no end: the time cap is the intended stop
         message = (
             f"train.max_minutes = {t.max_minutes:g} ended the run at step {self.step} of "

@@ -30,6 +30,11 @@ class TrainConfig:
 
     lr = lr_scale · d_model^-0.5 · min(step^-0.5, step · warmup^-1.5); Adam(betas, eps).
     `schedule = "linear"` keeps that warm-up and peak, then decays linearly to 0 at max_steps.
+    `schedule = "cosine"` (GPT / nanoGPT): linear warm-up to `lr` over `warmup` steps, then a
+    cosine down to the floor `min_lr` at max_steps (lr_scale and d_model play no part).
+    `optimizer = "adamw"`: AdamW (Loshchilov & Hutter, 2019) with decoupled `weight_decay` on
+    the linear layers' weight matrices only (none on biases, LayerNorms and embeddings);
+    "adam" is the paper's Adam, which takes no weight decay.
     One optimizer step accumulates `accum_steps` batches, normalised by their total number of
     target tokens. `clip_norm` = 0 disables gradient clipping. Intervals are in optimizer steps.
     Checkpoints are written every `save_every` steps, whenever a validation improves the best
@@ -68,6 +73,10 @@ class TrainConfig:
     warmup_fraction: float = 0.0  # > 0 with max_steps "auto": warm-up = this x max_steps
     lr_scale: float = 1.0
     schedule: str = "noam"
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-9
     accum_steps: int = 1
@@ -110,12 +119,17 @@ class TrainConfig:
                 f"train.clip_norm must be a finite number >= 0 (0 = off), got {self.clip_norm!r}"
             )
         _choice("train", "amp", self.amp, ("auto", "native", "bf16", "off"))
-        _choice("train", "schedule", self.schedule, ("noam", "linear"))
-        if self.schedule == "linear" and self.max_steps != "auto" and self.max_steps <= self.warmup:
+        _choice("train", "schedule", self.schedule, ("noam", "linear", "cosine"))
+        if (
+            self.schedule in ("linear", "cosine")
+            and self.max_steps != "auto"
+            and self.max_steps <= self.warmup
+        ):
             raise ConfigError(
-                f"train.schedule 'linear' decays to 0 at train.max_steps ({self.max_steps}), "
-                f"which must exceed train.warmup ({self.warmup})"
+                f"train.schedule {self.schedule!r} ends its decay at train.max_steps "
+                f"({self.max_steps}), which must exceed train.warmup ({self.warmup})"
             )
+        _check_optimizer(self)
         if not isinstance(self.device, str) or not DEVICE.match(self.device):
             raise ConfigError(
                 f"train.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
@@ -140,6 +154,24 @@ class TrainConfig:
             )
 
 
+def _check_optimizer(t: TrainConfig) -> None:
+    """The optimizer / cosine-schedule fields of `TrainConfig`."""
+    _choice("train", "optimizer", t.optimizer, ("adam", "adamw"))
+    for name in ("lr", "min_lr", "weight_decay"):
+        value = getattr(t, name)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
+            raise ConfigError(f"train.{name} must be a number >= 0, got {value!r}")
+    if t.schedule == "cosine" and not (t.lr > 0 and t.min_lr <= t.lr):
+        raise ConfigError(
+            f"train.lr must be > 0 and train.min_lr in [0, lr], got {t.lr!r} and {t.min_lr!r}"
+        )
+    if t.optimizer == "adam" and t.weight_decay:
+        raise ConfigError(
+            "train.weight_decay is decoupled weight decay for train.optimizer = 'adamw'; "
+            "'adam' (the paper's) takes none"
+        )
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """What to train on. task "copy": synthetic sequences whose target equals the source
@@ -151,6 +183,14 @@ class DataConfig:
     `.<tgt_lang>` (plain or .gz; a relative prefix under `data_dir` when set) and likewise
     `val_prefix`, tokenized as Multi30k is (WMT14 for the paper's configs).
     Batches hold at most `max_tokens` source (and target) tokens including padding.
+
+    task "lm" (a GPT language model): one long UTF-8 text, `text_file` or else Tiny
+    Shakespeare (`data_dir`, downloaded where missing), split as nanoGPT does (the first 90%
+    of the characters train, the last 10% validate), each part encoded once (cached under
+    RUN_DIR/cache, memory-mapped). Batches are `batch_size` contiguous blocks of `block_size`
+    tokens (`transformer.data.LMStream`). `tokenizer_kind` "char" (a character vocabulary of
+    the whole text, as nanoGPT's) or "bytebpe" (GPT-2's byte-level BPE, `bpe_merges` merges
+    learnt on the training part), unless `tokenizer` names a saved one.
     """
 
     task: str = "copy"
@@ -168,14 +208,21 @@ class DataConfig:
     max_words: int = 100
     train_prefix: str = ""
     val_prefix: str = ""
+    text_file: str = ""
+    tokenizer_kind: str = "char"
+    block_size: int = 256
+    batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _choice("data", "task", self.task, ("copy", "multi30k", "parallel"))
+        _choice("data", "task", self.task, ("copy", "multi30k", "parallel", "lm"))
         if self.task == "parallel" and not (self.train_prefix and self.val_prefix):
             raise ConfigError(
                 "data.task 'parallel' reads data.train_prefix and data.val_prefix "
                 "(files PREFIX.<src_lang> and PREFIX.<tgt_lang>); set both"
             )
+        _choice("data", "tokenizer_kind", self.tokenizer_kind, ("char", "bytebpe"))
+        _positive_int("data", "block_size", self.block_size)
+        _positive_int("data", "batch_size", self.batch_size)
         for name in ("max_tokens", "copy_min_len", "copy_max_len", "copy_train_size"):
             _positive_int("data", name, getattr(self, name))
         for name in ("copy_val_size", "bpe_merges", "max_words"):

@@ -193,4 +193,8 @@ def build_data(run: RunConfig, run_dir: str | Path, progress: bool = True):
         return copy_data(run), run.model
     if run.data.task == "parallel":
         return parallel_data(run, Path(run_dir), progress)
+    if run.data.task == "lm":
+        from transformer.training.lm_data import lm_data
+
+        return lm_data(run, Path(run_dir), progress)
     return multi30k_data(run, Path(run_dir), progress)

@@ -23,6 +23,7 @@ from transformer.training import budget
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig, TrainConfig
 from transformer.training.data import build_data
+from transformer.training.task import task_for
 from transformer.training.trainer import (
     RunDirError,
     Trainer,
@@ -104,8 +105,6 @@ def train(
 ) -> TrainResult:
     """Build data and model from `run` and train into `run_dir` (see `Trainer`; `fast=False`:
     the plain reference core, without the fast engine)."""
-    from transformer.models import Transformer
-
     run_dir = Path(run_dir)
     try:
         resolve_device(run.train.device)  # before any data is prepared or file written
@@ -128,6 +127,6 @@ def train(
         run = keep_fitted_schedule(run, saved.train)
     durable.write_text(run_dir / "config.toml", note + run.to_toml())
     torch.manual_seed(run.train.seed)  # the initial weights depend only on the config
-    model = Transformer(run.model)
+    model = task_for(run.data.task).build_model(run.model)  # Transformer or GPT
     trainer = Trainer(run, run_dir, data, model, resume=resume, tensorboard=tensorboard, fast=fast)
     return trainer.fit()

@@ -10,6 +10,9 @@ so its rate is scale · d_model^-0.5 · warmup^-1.5, never 0).
 `linear_lr` is the alternative for a fixed budget of `total` steps: the same warm-up to the
 same peak, then a straight line down to 0 at step `total` (an annealed end instead of the
 inverse square root's long tail; `train.schedule = "linear"`).
+
+`cosine_lr` is the GPT recipe (nanoGPT's `get_lr`): a linear warm-up to an absolute peak,
+then a cosine down to a floor.
 """
 
 from __future__ import annotations
@@ -38,3 +41,21 @@ def linear_lr(step: int, d_model: int, warmup: int, total: int, scale: float = 1
     if step <= warmup:
         return noam_lr(step, d_model, warmup, scale)
     return noam_peak(d_model, warmup, scale) * max(total - step, 0) / (total - warmup)
+
+
+def cosine_lr(step: int, peak: float, floor: float, warmup: int, total: int) -> float:
+    """Linear warm-up to `peak` at step `warmup`, then a half cosine from `peak` down to
+    `floor` at step `total`, and `floor` after it (1-based steps; GPT-3's and nanoGPT's
+    schedule, `train.schedule = "cosine"`):
+
+        lr = peak · step / warmup                                     step <= warmup
+        lr = floor + (peak - floor) · (1 + cos(π (step - warmup) / (total - warmup))) / 2
+    """
+    if step < 1:
+        raise ValueError(f"step counts from 1, got {step}")
+    if warmup < 0 or total <= warmup:
+        raise ValueError(f"the cosine schedule needs 0 <= warmup < total, got {warmup}, {total}")
+    if step <= warmup:
+        return peak * step / warmup
+    progress = min((step - warmup) / (total - warmup), 1.0)
+    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -36,10 +36,10 @@ from transformer.training.config import RunConfig
 from transformer.training.data import TrainData
 from transformer.training.guard import StopFlag as _StopFlag
 from transformer.training.logging import MetricsLog
-from transformer.training.loss import label_smoothed_cross_entropy
-from transformer.training.optim import build_adam, set_lr
+from transformer.training.optim import build_optimizer, set_lr
 from transformer.training.rng import rng_state, set_rng_state
-from transformer.training.schedule import linear_lr, noam_lr
+from transformer.training.schedule import cosine_lr, linear_lr, noam_lr
+from transformer.training.task import task_for
 from transformer.training.val_bleu import probe_bleu
 
 log = logging.getLogger("transformer.training")
@@ -123,7 +123,8 @@ class Trainer(ScheduleFitting):
         self.model = model.to(self.device)
         if fast:
             optimize(self.model)
-        self.optimizer = build_adam(self.model, run.train.betas, run.train.eps)
+        self.task = task_for(run.data.task)  # how a batch is scored and counted
+        self.optimizer = build_optimizer(self.model, run.train)
         self.autocast = use_bf16_autocast(run.train.amp, self.device)
         if self.autocast and not native_bf16(self.device):
             log.warning(
@@ -152,14 +153,8 @@ class Trainer(ScheduleFitting):
 
     # ---- one optimizer step --------------------------------------------------------------
     def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed smoothed loss and NLL of one batch (decoder reads tgt_in, scored on tgt_out)."""
-        batch = batch.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model(batch.src, batch.tgt_in)  # (B, T, V)
-        sums = label_smoothed_cross_entropy(
-            logits, batch.tgt_out, self.run.model.label_smoothing, self.run.model.pad_id
-        )
-        return sums.loss, sums.nll
+        """Summed smoothed loss and NLL of one batch (`task.Seq2SeqTask` / `task.LMTask`)."""
+        return self.task.loss(self.model, batch, self.run.model, self.device, self.autocast)
 
     def train_step(self) -> tuple[float, float, int, int, int]:
         """Accumulate `accum_steps` batches, clip, set the rate and step Adam.
@@ -171,9 +166,7 @@ class Trainer(ScheduleFitting):
         in_a_row = 0
         while True:
             batches = [self._next_batch() for _ in range(self.run.train.accum_steps)]
-            n_tokens = sum(b.n_tgt_tokens for b in batches)
-            n_pos = sum(b.src.numel() + b.tgt_out.numel() for b in batches)
-            n_pad = n_pos - sum(b.n_src_tokens + b.n_tgt_tokens for b in batches)
+            n_tokens, n_pad, n_pos = self.task.counts(batches)
             loss_value, nll_value = self.accumulate(batches, n_tokens)
             bad = guard.nonfinite_or_clip(self.model, loss_value, self.run.train.clip_norm)
             if bad is None:
@@ -208,6 +201,9 @@ class Trainer(ScheduleFitting):
         t, d = self.run.train, self.run.model.d_model
         if t.schedule == "linear" and t.max_steps != "auto":  # "auto": trial steps only
             return linear_lr(step, d, t.warmup, t.max_steps, t.lr_scale)
+        if t.schedule == "cosine":
+            steps = t.max_steps if t.max_steps != "auto" else t.warmup + 1  # trial: warm-up only
+            return cosine_lr(step, t.lr, t.min_lr, t.warmup, steps)
         return noam_lr(step, d, t.warmup, t.lr_scale)
 
     def _last_good(self) -> str:
@@ -234,7 +230,7 @@ class Trainer(ScheduleFitting):
         for batch in self.data.val:
             l_sum, n_sum = self._forward(batch)
             loss, nll = loss + float(l_sum), nll + float(n_sum)
-            tokens += batch.n_tgt_tokens
+            tokens += self.task.n_targets(batch)
         n = max(tokens, 1)
         return {"val_loss": loss / n, "val_nll": nll / n, "val_ppl": math.exp(min(nll / n, 700))}
 
