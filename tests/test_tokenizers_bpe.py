@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from conftest import corpus_dir
 from transformer.tokenizers import BPE, TokenizerError, textbook
-from transformer.tokenizers.bpe import split_words
+from transformer.tokenizers.pretokenize import split_words
 
 
 def multi30k_lines(split: str, langs=("en", "de"), limit: int | None = None) -> list[str]:
@@ -226,9 +226,9 @@ def test_decode_rejects_bad_ids(bad):
 
 
 def test_tiny_cache_still_segments_like_textbook(monkeypatch):
-    import transformer.tokenizers.bpe as bpe_module
+    import transformer.tokenizers.merging as merging
 
-    monkeypatch.setattr(bpe_module, "_CACHE_LIMIT", 5)
+    monkeypatch.setattr(merging, "CACHE_LIMIT", 5)
     bpe = BPE.train(multi30k_lines("val", limit=300), 150)
     line = " ".join(multi30k_lines("test_2016_flickr", limit=3)).replace("\n", " ")
     expected = [

@@ -111,8 +111,6 @@ def _train(args: argparse.Namespace) -> int:
     if args.kind == "bpe":
         if args.vocab_size is not None:
             raise _error("--vocab-size is for --kind bytebpe; use --merges for bpe")
-        if args.split_punct and args.hf_json:
-            raise _error("--split-punct has no Hugging Face equivalent: drop --hf-json")
         eow = None if args.no_end_of_word else "</w>"
         num_merges = 8000 if args.merges is None else args.merges
         tok = BPE.train(

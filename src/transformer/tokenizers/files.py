@@ -1,18 +1,19 @@
 """Versioned JSON files for the tokenizers (never pickle), with errors that name file and field.
 
 Every file is one JSON object with a `format` string (which class wrote it) and an integer
-`version`; `load_tokenizer` reads either kind.
+`version` (each format counts its own versions; a reader lists the versions it accepts).
+`transformer.tokenizers.auto.load_tokenizer` reads either kind. This module is the bottom of
+the package: it imports nothing from it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-VERSION = 1
 BPE_FORMAT = "transformer.tokenizers.BPE"
 BYTEBPE_FORMAT = "transformer.tokenizers.ByteBPE"
 
@@ -44,8 +45,11 @@ def read_json(path: str | os.PathLike) -> Any:
         raise TokenizerError(f"{path}:{err.lineno}:{err.colno}: corrupt JSON ({err.msg})") from err
 
 
-def read_tokenizer_json(path: str | os.PathLike, expected_format: str) -> dict[str, Any]:
-    """Read a tokenizer file and check its `format` and `version` fields."""
+def read_tokenizer_json(
+    path: str | os.PathLike, expected_format: str, versions: Collection[int]
+) -> dict[str, Any]:
+    """Read a tokenizer file and check its `format` field and that its `version` is one of
+    `versions`."""
     payload = read_json(path)
     if not isinstance(payload, dict):
         raise TokenizerError(f"{path}: expected a JSON object, found {type(payload).__name__}")
@@ -53,10 +57,9 @@ def read_tokenizer_json(path: str | os.PathLike, expected_format: str) -> dict[s
     if found != expected_format:
         raise TokenizerError(f"{path}: field 'format' is {found!r}, expected {expected_format!r}")
     version = payload.get("version")
-    if version != VERSION:
-        raise TokenizerError(
-            f"{path}: field 'version' is {version!r}; this code reads version {VERSION}"
-        )
+    if type(version) is not int or version not in versions:
+        known = " or ".join(str(v) for v in sorted(versions))
+        raise TokenizerError(f"{path}: field 'version' is {version!r}; this code reads {known}")
     return payload
 
 
@@ -108,22 +111,6 @@ def check_merges(
                 )
         out.append((left, right))
     return out
-
-
-def load_tokenizer(path: str | os.PathLike):
-    """Load a `BPE` or `ByteBPE` file, whichever `path` holds (its `format` field says)."""
-    from transformer.tokenizers.bpe import BPE
-    from transformer.tokenizers.bytebpe import ByteBPE
-
-    payload = read_json(path)
-    found = payload.get("format") if isinstance(payload, dict) else None
-    if found == BPE_FORMAT:
-        return BPE.load(path)
-    if found == BYTEBPE_FORMAT:
-        return ByteBPE.load(path)
-    raise TokenizerError(
-        f"{path}: field 'format' is {found!r}, expected {BPE_FORMAT!r} or {BYTEBPE_FORMAT!r}"
-    )
 
 
 def lookup_ids(table: list, ids: Iterable[int]) -> list:
