@@ -160,6 +160,11 @@ def test_save_load_round_trip(tmp_path):
         assert again.encode(line) == bpe.encode(line)
 
 
+def test_constructor_checks_merges():
+    with pytest.raises(TokenizerError, match=r"BPE: merge 1 \('b', 'c</w>'\)"):
+        BPE([("a", "b"), ("b", "c</w>")], ["a", "b", "a</w>", "b</w>"])  # "c</w>": no symbol
+
+
 def test_clear_errors_for_bad_training_input():
     with pytest.raises(TokenizerError, match="empty training corpus"):
         BPE.train(["", "   \n"], 10)
@@ -178,6 +183,8 @@ def test_clear_errors_for_bad_training_input():
         ("[1, 2]", "expected a JSON object"),
         ('{"format": "other", "version": 1}', "field 'format'"),
         ('{"format": "transformer.tokenizers.BPE", "version": 99}', "field 'version'"),
+        ('{"format": "transformer.tokenizers.BPE", "version": true}', "field 'version'"),
+        ('{"format": "transformer.tokenizers.BPE", "version": 2}', "missing field 'pre_tokenizer'"),
         ('{"format": "transformer.tokenizers.BPE", "version": 1}', "missing field 'vocab'"),
         (
             '{"format": "transformer.tokenizers.BPE", "version": 1, "end_of_word": "</w>",'
