@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import unicodedata
 
 import pytest
 
 from conftest import corpus_dir
 from transformer.tokenizers import BPE, ByteBPE
+from transformer.tokenizers.punct import split_punct
 
 hf = pytest.importorskip("tokenizers")
 
@@ -108,3 +110,35 @@ def test_split_punct_without_end_of_word_marker(tmp_path):
         got = theirs.encode(text, add_special_tokens=False)
         assert got.ids == bpe.encode(text)
         assert theirs.decode(got.ids) == bpe.decode(got.ids)
+
+
+def normalizer_disagreements(tmp_path, keep) -> list[str]:
+    """The characters `keep(code point)` of those Python's Unicode database knows (assigned,
+    not surrogates) where the exported normalizer, on the character between two letters, does
+    not place the joiners where `punct.split_punct` does."""
+    bpe = BPE.train(["a, b."] * 2, 2, split_punct=True)
+    bpe.to_hf_json(tmp_path / "tokenizer.json")
+    normalizer = hf.Tokenizer.from_file(str(tmp_path / "tokenizer.json")).normalizer
+    chars = [
+        chr(c)
+        for c in range(0x110000)
+        if keep(c) and unicodedata.category(chr(c)) not in ("Cn", "Cs") and chr(c) not in " \r\n"
+    ]
+    theirs = normalizer.normalize_str("\n".join(f"a{ch}a" for ch in chars)).split("\n")
+    assert len(theirs) == len(chars)
+    return [
+        f"U+{ord(ch):04X}"
+        for ch, t in zip(chars, theirs, strict=True)
+        if " ".join(w for w in t.split(" ") if w) != split_punct(f"a{ch}a")
+    ]
+
+
+def test_split_punct_normalizer_agrees_on_characters(tmp_path):
+    """All of U+0000..U+2FFF (Latin, Greek, Cyrillic, ..., general punctuation), then every
+    17th code point."""
+    assert not normalizer_disagreements(tmp_path, lambda c: c < 0x3000 or c % 17 == 0)
+
+
+@pytest.mark.slow
+def test_split_punct_normalizer_agrees_on_every_assigned_character(tmp_path):
+    assert not normalizer_disagreements(tmp_path, lambda c: True)

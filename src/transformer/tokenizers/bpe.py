@@ -6,12 +6,11 @@ one carrying the end-of-word marker `</w>` ("est</w>" ends a word, "est" does no
 knows where words end. Training learns the merges of `subword-nmt learn-bpe` (same `</w>`
 convention, same tie rule; checked on Multi30k, 8,000 merges); encoding applies them in rank
 order, like `subword-nmt apply-bpe` (the merge loop and the per-word cache are `merging.py`'s,
-shared with `ByteBPE`). (subword-nmt merges with a regex
-over space-joined symbols, which can also fire inside a symbol that contains a non-space
-whitespace character such as U+00A0 or a tab; ours merges symbols exactly, so on such rare
-words the two can part ways.) The four special strings are reserved: text that spells them
-is encoded as ordinary characters, except in the unlikely case that a learned merge produces
-exactly one of those strings.
+shared with `ByteBPE`). (subword-nmt merges with a regex over space-joined symbols, which can
+also fire inside a symbol that contains a non-space whitespace character such as U+00A0 or a
+tab; ours merges symbols exactly, so on such rare words the two can part ways.) The four
+special strings are reserved: text that spells them is encoded as ordinary characters, except
+in the unlikely case that a learned merge produces exactly one of those strings.
 
 The pipeline: text -> pre-tokenizer (`pretokenize.PreTokenizer`: the whitespace split, then
 with `split_punct=True` the `punct` stage, which splits punctuation off its words and marks it

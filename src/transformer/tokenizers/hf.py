@@ -12,8 +12,12 @@ Classic BPE's pre-tokenizer stages (`pretokenize.py`) map one by one:
   one that a word character follows: exactly `punct.split_word`'s rule), and a decoder that
   fuses the tokens and removes each joiner with a space beside it (`punct.join_punct`).
   The regexes run in Oniguruma rather than Python's `regex`; both use Unicode's general
-  categories, so they agree except where their Unicode versions differ (characters assigned
-  in a newer version than the older of the two knows).
+  categories, so they agree except where their Unicode versions differ. Measured with
+  `tokenizers` 0.23.3 and `regex` 2026.11.19: they agree on every character assigned in
+  Python 3.11's Unicode 14 database; they differ on 17,559 code points unassigned there, which
+  `regex` (a newer Unicode) counts as letters, numbers or marks and Oniguruma as punctuation.
+Decoding differs in one policy too: `tokenizers` drops `<unk>` (a special token to it), ours
+writes it out.
 """
 
 from __future__ import annotations
