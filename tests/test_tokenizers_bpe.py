@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from conftest import corpus_dir
 from transformer.tokenizers import BPE, TokenizerError, textbook
-from transformer.tokenizers.bpe import split_words
+from transformer.tokenizers.pretokenize import split_words
 
 
 def multi30k_lines(split: str, langs=("en", "de"), limit: int | None = None) -> list[str]:
@@ -160,6 +160,11 @@ def test_save_load_round_trip(tmp_path):
         assert again.encode(line) == bpe.encode(line)
 
 
+def test_constructor_checks_merges():
+    with pytest.raises(TokenizerError, match=r"BPE: merge 1 \('b', 'c</w>'\)"):
+        BPE([("a", "b"), ("b", "c</w>")], ["a", "b", "a</w>", "b</w>"])  # "c</w>": no symbol
+
+
 def test_clear_errors_for_bad_training_input():
     with pytest.raises(TokenizerError, match="empty training corpus"):
         BPE.train(["", "   \n"], 10)
@@ -178,6 +183,8 @@ def test_clear_errors_for_bad_training_input():
         ("[1, 2]", "expected a JSON object"),
         ('{"format": "other", "version": 1}', "field 'format'"),
         ('{"format": "transformer.tokenizers.BPE", "version": 99}', "field 'version'"),
+        ('{"format": "transformer.tokenizers.BPE", "version": true}', "field 'version'"),
+        ('{"format": "transformer.tokenizers.BPE", "version": 2}', "missing field 'pre_tokenizer'"),
         ('{"format": "transformer.tokenizers.BPE", "version": 1}', "missing field 'vocab'"),
         (
             '{"format": "transformer.tokenizers.BPE", "version": 1, "end_of_word": "</w>",'
@@ -226,9 +233,9 @@ def test_decode_rejects_bad_ids(bad):
 
 
 def test_tiny_cache_still_segments_like_textbook(monkeypatch):
-    import transformer.tokenizers.bpe as bpe_module
+    import transformer.tokenizers.merging as merging
 
-    monkeypatch.setattr(bpe_module, "_CACHE_LIMIT", 5)
+    monkeypatch.setattr(merging, "CACHE_LIMIT", 5)
     bpe = BPE.train(multi30k_lines("val", limit=300), 150)
     line = " ".join(multi30k_lines("test_2016_flickr", limit=3)).replace("\n", " ")
     expected = [

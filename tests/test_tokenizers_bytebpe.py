@@ -225,9 +225,9 @@ def test_decode_rejects_bad_ids(bad):
 
 
 def test_tiny_cache_still_encodes_like_tiktoken(monkeypatch, tiktoken_gpt2):
-    import transformer.tokenizers.bytebpe as bytebpe_module
+    import transformer.tokenizers.merging as merging
 
-    monkeypatch.setattr(bytebpe_module, "_CACHE_LIMIT", 7)
+    monkeypatch.setattr(merging, "CACHE_LIMIT", 7)
     tok = ByteBPE.from_gpt2(*gpt2_files())
     text = read_gz(corpus_dir("multi30k") / "val.de.gz", 5000)
     for _ in range(2):

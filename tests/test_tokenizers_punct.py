@@ -98,15 +98,54 @@ def test_bpe_round_trip_and_file_keep_the_setting(tmp_path):
     again = BPE.load(tmp_path / "bpe.json")
     assert again.split_punct and again.tokens == bpe.tokens
     payload = json.loads((tmp_path / "bpe.json").read_text())
-    del payload["split_punct"]  # a file written before the field existed
-    (tmp_path / "old.json").write_text(json.dumps(payload))
-    assert BPE.load(tmp_path / "old.json").split_punct is False
+    assert payload["version"] == 2 and payload["pre_tokenizer"] == ["whitespace", "punct"]
+    for stages in (["punct"], ["whitespace", "other"], "punct"):
+        payload["pre_tokenizer"] = stages
+        (tmp_path / "bad.json").write_text(json.dumps(payload))
+        with pytest.raises(TokenizerError, match=r"bad\.json.*pre_tokenizer"):
+            BPE.load(tmp_path / "bad.json")
+    del payload["pre_tokenizer"]
+    (tmp_path / "bad.json").write_text(json.dumps(payload))
+    with pytest.raises(TokenizerError, match=r"bad\.json.*missing field 'pre_tokenizer'"):
+        BPE.load(tmp_path / "bad.json")
+
+
+# Written by the code of ee89a8c (file format version 1, `split_punct` a field of its own) from
+# BPE.train(OLD_LINES, 12, split_punct=True).
+OLD_LINES = ["Ein T-Shirt, ein Hut.", "Ein Hut (rot).", "T-Shirt und Hut."]
+OLD_FILE = (
+    '{"format": "transformer.tokenizers.BPE", "version": 1, "end_of_word": "</w>", '
+    '"split_punct": true, "vocab": ["<pad>", "<s>", "</s>", "<unk>", "(", "(</w>", ")", '
+    '")</w>", ",", ",</w>", "-", "-</w>", ".", ".</w>", "E", "E</w>", "H", "H</w>", "S", '
+    '"S</w>", "T", "T</w>", "d", "d</w>", "e", "e</w>", "h", "h</w>", "i", "i</w>", "n", '
+    '"n</w>", "o", "o</w>", "r", "r</w>", "t", "t</w>", "u", "u</w>", "\uffed", "\uffed</w>", '
+    '"\uffed.</w>", "ut</w>", "in</w>", "Hut</w>", "\uffed-", "\uffed-\uffed</w>", "rt</w>", '
+    '"irt</w>", "hirt</w>", "Shirt</w>", "Ein</w>"], "merges": [["\uffed", ".</w>"], '
+    '["u", "t</w>"], ["i", "n</w>"], ["H", "ut</w>"], ["\uffed", "-"], ["\uffed-", '
+    '"\uffed</w>"], ["r", "t</w>"], ["i", "rt</w>"], ["h", "irt</w>"], ["S", "hirt</w>"], '
+    '["E", "in</w>"]]}'
+)
+
+
+def test_version_1_files_still_load(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(OLD_FILE, encoding="utf-8")
+    old = BPE.load(path)
+    assert old.split_punct
+    assert old.merges == subword_nmt_codes([split_punct(x) + "\n" for x in OLD_LINES], 12)
+    new = BPE.train(OLD_LINES, 12, split_punct=True)
+    assert old.tokens == new.tokens
+    assert old.encode("Ein Hut, rot.") == new.encode("Ein Hut, rot.") != []
+    old.save(tmp_path / "again.json")  # (saved again: version 2)
+    assert json.loads((tmp_path / "again.json").read_text())["version"] == 2
+    payload = json.loads(OLD_FILE)
+    del payload["split_punct"]  # a version 1 file written before the field existed
+    (tmp_path / "older.json").write_text(json.dumps(payload))
+    assert BPE.load(tmp_path / "older.json").split_punct is False
     payload["split_punct"] = "yes"
     (tmp_path / "bad.json").write_text(json.dumps(payload))
     with pytest.raises(TokenizerError, match=r"bad\.json.*split_punct"):
         BPE.load(tmp_path / "bad.json")
-    with pytest.raises(TokenizerError, match="Hugging Face"):
-        bpe.to_hf_json(tmp_path / "hf.json")
 
 
 def test_random_text_round_trips_through_bpe():

@@ -54,7 +54,7 @@ COMMANDS = [
 INPUT_ERRORS = [
     ("transformer.config", "ConfigError"),
     ("transformer.data.corpus", "DataError"),
-    ("transformer.tokenizers.io", "TokenizerError"),
+    ("transformer.tokenizers.files", "TokenizerError"),
     ("transformer.training.checkpoint", "CheckpointError"),
     ("transformer.training.trainer", "RunDirError"),
 ]

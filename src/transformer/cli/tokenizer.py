@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from transformer.cli.wordpiece import (
     add_wordpiece_arguments,
     encode_wordpiece,
-    load_any,
     train_wordpiece,
 )
 
@@ -158,8 +157,6 @@ def _train(args: argparse.Namespace) -> int:
     if args.kind == "bpe":
         if args.vocab_size is not None:
             raise _error("--vocab-size is for --kind bytebpe; use --merges for bpe")
-        if args.split_punct and args.hf_json:
-            raise _error("--split-punct has no Hugging Face equivalent: drop --hf-json")
         eow = None if args.no_end_of_word else "</w>"
         num_merges = 8000 if args.merges is None else args.merges
         tok = BPE.train(
@@ -187,9 +184,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from transformer.tokenizers import BPE, CharTokenizer, WordPiece
+    from transformer.tokenizers import BPE, CharTokenizer, WordPiece, load_tokenizer
 
-    tok = load_any(args.tokenizer)
+    tok = load_tokenizer(args.tokenizer)
     if isinstance(tok, WordPiece):
         return encode_wordpiece(args, tok, read_lines(args.files))
     is_bpe = isinstance(tok, BPE)
@@ -215,7 +212,9 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    tok = load_any(args.tokenizer)
+    from transformer.tokenizers import load_tokenizer
+
+    tok = load_tokenizer(args.tokenizer)
     for name, lineno, line in read_lines(args.files):
         try:
             ids = [int(x) for x in line.split()]

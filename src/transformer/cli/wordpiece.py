@@ -25,18 +25,6 @@ def add_wordpiece_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--vocab-txt", help="wordpiece: also write BERT's vocab.txt here")
 
 
-def load_any(path: str):
-    """A BPE, ByteBPE or WordPiece file, whichever `path` holds."""
-    from transformer.tokenizers import WordPiece, load_tokenizer
-    from transformer.tokenizers.io import read_json
-    from transformer.tokenizers.wordpiece import FORMAT
-
-    payload = read_json(path)
-    if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        return WordPiece.load(path)
-    return load_tokenizer(path)
-
-
 def train_wordpiece(args: argparse.Namespace, lines: Iterable[str]) -> int:
     from transformer.cli import UserError
     from transformer.tokenizers import WordPiece

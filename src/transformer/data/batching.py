@@ -28,6 +28,7 @@ import torch
 
 from transformer.data.cache import EncodedParallel, take_ragged
 from transformer.data.corpus import DataError
+from transformer.tokenizers.specials import BOS_ID, EOS_ID, PAD_ID
 
 
 @dataclass(frozen=True)
@@ -158,9 +159,9 @@ class Batcher(EpochPlan):
         *,
         seed: int = 0,
         shuffle: bool = True,
-        pad_id: int = 0,
-        bos_id: int = 1,
-        eos_id: int = 2,
+        pad_id: int = PAD_ID,
+        bos_id: int = BOS_ID,
+        eos_id: int = EOS_ID,
     ) -> None:
         if len(data) == 0:
             raise DataError("cannot batch an empty corpus")

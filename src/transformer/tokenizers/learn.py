@@ -26,6 +26,8 @@ import heapq
 from collections import defaultdict
 from collections.abc import Mapping
 
+from tqdm import tqdm
+
 Pair = tuple[str, str]
 
 
@@ -243,6 +245,4 @@ def _apply_merge(
 def _progress_bar(total: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm import tqdm
-
     return tqdm(total=total, desc="BPE merges", unit="merge")

@@ -1,4 +1,4 @@
-"""Reversible punctuation splitting before BPE (`BPE(split_punct=True)`).
+"""Reversible punctuation splitting: the `punct` stage of BPE's pre-tokenizer (`pretokenize.py`).
 
 Classic BPE works on the words between spaces, so "Büsche", "Büsche." and "Büsche," are three
 different words and can be segmented three different ways: the sentence-final word of every
@@ -19,8 +19,9 @@ from __future__ import annotations
 import regex
 
 JOINER = "\uffed"  # HALFWIDTH BLACK SQUARE, "￭"
-_PIECE = regex.compile(r"[\p{L}\p{N}\p{M}]+|[^\p{L}\p{N}\p{M}]")
-_WORD_CHAR = regex.compile(r"[\p{L}\p{N}\p{M}]")
+WORD_CLASS = r"\p{L}\p{N}\p{M}"  # the characters of words (letters, numbers, marks); hf.py too
+_PIECE = regex.compile(f"[{WORD_CLASS}]+|[^{WORD_CLASS}]")
+_WORD_CHAR = regex.compile(f"[{WORD_CLASS}]")
 _GLUE = regex.compile(f" ?{JOINER} ?")
 
 

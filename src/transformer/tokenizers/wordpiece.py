@@ -32,9 +32,10 @@ from typing import Any
 import regex
 
 from transformer.tokenizers import bert_text
-from transformer.tokenizers import io as tio
+from transformer.tokenizers import files as tio
 from transformer.tokenizers.wordpiece_learn import CRITERIA, learn_wordpiece
 
+VERSION = 1  # this format's own version (tokenizers.files)
 FORMAT = "transformer.tokenizers.WordPiece"
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PREFIX = "##"
@@ -202,13 +203,13 @@ class WordPiece:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as versioned JSON."""
-        payload = {"format": FORMAT, "version": tio.VERSION, **self._settings()}
+        payload = {"format": FORMAT, "version": VERSION, **self._settings()}
         tio.write_json(path, {**payload, "vocab": self.tokens})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> WordPiece:
         """Read a file written by `save`, checking every field."""
-        payload = tio.read_tokenizer_json(path, FORMAT)
+        payload = tio.read_tokenizer_json(path, FORMAT, (VERSION,))
         tokens = tio.check_tokens(tio.get_field(payload, "vocab", list, path), path)
         lower = tio.get_field(payload, "lowercase", bool, path)
         cjk = tio.get_field(payload, "handle_cjk", bool, path)

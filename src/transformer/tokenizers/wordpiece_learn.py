@@ -44,6 +44,8 @@ import heapq
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
+from tqdm import tqdm
+
 CRITERIA = ("likelihood", "frequency")
 
 
@@ -148,8 +150,6 @@ def _merge_loop(state: _State, vocab_size: int, min_freq: int, prefix: str, prog
     heapq.heapify(heap)
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=max(vocab_size - len(state.tokens), 0), desc="WordPiece", unit="tok")
     while len(state.tokens) < vocab_size:
         pair = _pop_best(state, heap, min_freq)

@@ -1,18 +1,20 @@
 """Versioned JSON files for the tokenizers (never pickle), with errors that name file and field.
 
 Every file is one JSON object with a `format` string (which class wrote it) and an integer
-`version`; `load_tokenizer` reads either kind.
+`version` (each format counts its own versions; a reader lists the versions it accepts).
+`transformer.tokenizers.auto.load_tokenizer` reads either kind. This module is the bottom of
+the package: it imports nothing from it (only `transformer.durable`, for the writes).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Collection, Iterable
 from typing import Any
 
-VERSION = 1
+from transformer import durable
+
 BPE_FORMAT = "transformer.tokenizers.BPE"
 BYTEBPE_FORMAT = "transformer.tokenizers.ByteBPE"
 
@@ -22,13 +24,9 @@ class TokenizerError(ValueError):
 
 
 def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> None:
-    """Write `payload` as UTF-8 JSON (atomically: a temporary file, then a rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Write `payload` as UTF-8 JSON, atomically and durably (`transformer.durable`: a unique
+    temporary name, fsync, rename, fsync of the directory)."""
+    durable.write_text(path, json.dumps(payload, ensure_ascii=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -44,8 +42,11 @@ def read_json(path: str | os.PathLike) -> Any:
         raise TokenizerError(f"{path}:{err.lineno}:{err.colno}: corrupt JSON ({err.msg})") from err
 
 
-def read_tokenizer_json(path: str | os.PathLike, expected_format: str) -> dict[str, Any]:
-    """Read a tokenizer file and check its `format` and `version` fields."""
+def read_tokenizer_json(
+    path: str | os.PathLike, expected_format: str, versions: Collection[int]
+) -> dict[str, Any]:
+    """Read a tokenizer file and check its `format` field and that its `version` is one of
+    `versions`."""
     payload = read_json(path)
     if not isinstance(payload, dict):
         raise TokenizerError(f"{path}: expected a JSON object, found {type(payload).__name__}")
@@ -53,10 +54,9 @@ def read_tokenizer_json(path: str | os.PathLike, expected_format: str) -> dict[s
     if found != expected_format:
         raise TokenizerError(f"{path}: field 'format' is {found!r}, expected {expected_format!r}")
     version = payload.get("version")
-    if version != VERSION:
-        raise TokenizerError(
-            f"{path}: field 'version' is {version!r}; this code reads version {VERSION}"
-        )
+    if type(version) is not int or version not in versions:
+        known = " or ".join(str(v) for v in sorted(versions))
+        raise TokenizerError(f"{path}: field 'version' is {version!r}; this code reads {known}")
     return payload
 
 
@@ -108,27 +108,6 @@ def check_merges(
                 )
         out.append((left, right))
     return out
-
-
-def load_tokenizer(path: str | os.PathLike):
-    """Load a `BPE`, `ByteBPE` or `CharTokenizer` file, whichever `path` holds (its `format`
-    field says)."""
-    from transformer.tokenizers.bpe import BPE
-    from transformer.tokenizers.bytebpe import ByteBPE
-    from transformer.tokenizers.char import CHAR_FORMAT, CharTokenizer
-
-    payload = read_json(path)
-    found = payload.get("format") if isinstance(payload, dict) else None
-    if found == BPE_FORMAT:
-        return BPE.load(path)
-    if found == BYTEBPE_FORMAT:
-        return ByteBPE.load(path)
-    if found == CHAR_FORMAT:
-        return CharTokenizer.load(path)
-    raise TokenizerError(
-        f"{path}: field 'format' is {found!r}, expected {BPE_FORMAT!r}, {BYTEBPE_FORMAT!r} "
-        f"or {CHAR_FORMAT!r}"
-    )
 
 
 def lookup_ids(table: list, ids: Iterable[int]) -> list:
