@@ -28,17 +28,26 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from transformer.cli import UserError
-    from transformer.cli.translate import load_model
+    from transformer.cli.translate import open_run
     from transformer.config import ConfigError
     from transformer.data import DataError
     from transformer.evaluation.lm import lm_scores
+    from transformer.fast import optimize
+    from transformer.rundir import RunOpenError
     from transformer.tokenizers import TokenizerError
     from transformer.training.config import RunConfig
     from transformer.training.lm_data import lm_data
 
     if args.src or args.ref or args.split:
         raise UserError("an LM run is evaluated on its validation split: drop --src/--ref/--split")
-    model, tokenizer, cfg, run_cfg = load_model(args)
+    run_dir, device = open_run(args)
+    try:
+        model = run_dir.load_model(args.weights or "latest", args.average or 0, device)
+    except RunOpenError as err:
+        raise UserError(str(err)) from None
+    if not args.reference:
+        optimize(model)
+    tokenizer, cfg, run_cfg = run_dir.tokenizer, run_dir.model_config, run_dir.config
     data_cfg = run_cfg.data
     if args.data_dir:
         data_cfg = dataclasses.replace(data_cfg, data_dir=args.data_dir)
@@ -49,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
     ids = data.val_ids
     context = min(cfg.max_len, data_cfg.block_size)
     start = time.perf_counter()
-    device = next(model.parameters()).device
     first = len(tokenizer.decode([int(ids[0])]))
     scores = lm_scores(model, ids, data.val_chars, first, context, data_cfg.batch_size, device)
     seconds = time.perf_counter() - start

@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--average", type=int, default=0, metavar="N",
                         help="average the last N checkpoints instead")  # fmt: skip
     parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
+    parser.add_argument(
+        "--reference", action="store_true", help="run the plain reference core, no fast engine"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.set_defaults(run=run)
 
@@ -90,6 +93,7 @@ def _open_lm(args: argparse.Namespace):
     """(model, tokenizer, context) of an LM run directory, or a UserError."""
     import torch
 
+    from transformer.fast import optimize
     from transformer.rundir import RunDir, RunOpenError, resolve_device
 
     try:
@@ -105,6 +109,8 @@ def _open_lm(args: argparse.Namespace):
         model = run_dir.load_model(args.weights, args.average, resolve_device(args.device))
     except RunOpenError as err:
         raise _error(str(err)) from None
+    if not args.reference:
+        optimize(model)  # the fast engine: same weights, same tokens, faster
     context = min(run_dir.model_config.max_len, run_dir.config.data.block_size)
     return model, run_dir.tokenizer, context
 

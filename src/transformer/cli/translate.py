@@ -209,6 +209,8 @@ def build_translator(args: argparse.Namespace, n_best: int = 1):
     """(Translator, model, RunDir, DecodingChoice, where its settings came from) for RUN_DIR
     with the search options of `args`."""
     run_dir, device = open_run(args)
+    if run_dir.is_lm:
+        raise _user_error(f"{args.run_dir} holds a language model: use `transformer generate`")
     choice, origin = resolve_choice(args, run_dir)
     model = load_weights(run_dir, choice, device, fast=not args.reference)
     translator = make_translator(model, run_dir, choice, args, n_best)
