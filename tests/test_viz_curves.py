@@ -36,6 +36,27 @@ def test_lr_is_equation_3_with_warmup_marked(tmp_path):
     assert ax.lines[2].get_ydata()[0] == pytest.approx(max(expected))  # the peak
 
 
+def test_lr_cosine_is_nanogpts_rule_and_auto_needs_steps(tmp_path, capsys):
+    (tmp_path / "c.toml").write_text(CONFIG)
+    cosine = ["train.schedule=cosine", "train.lr=0.01", "train.min_lr=0.001"]
+    run = RunConfig.from_toml(tmp_path / "c.toml", cosine)
+    _, rates = lr_figure(run, steps=200).axes[0].lines[0].get_data()
+
+    def get_lr(it):  # nanoGPT's train.py, 1-based steps, decay to min_lr at step 200
+        if it <= 50:
+            return 0.01 * it / 50
+        ratio = (it - 50) / (200 - 50)
+        return 0.001 + 0.5 * (1.0 + np.cos(np.pi * ratio)) * (0.01 - 0.001)
+
+    np.testing.assert_allclose(rates, [get_lr(s) for s in range(1, 201)], rtol=1e-12)
+    auto = [*cosine, "train.max_steps=auto", "train.max_minutes=5"]
+    with pytest.raises(ValueError, match="--steps"):
+        lr_figure(RunConfig.from_toml(tmp_path / "c.toml", auto))
+    argv = ["plot", "lr", str(tmp_path / "c.toml"), "--out", str(tmp_path / "a.png")]
+    assert main([*argv, *(x for a in auto for x in ("--set", a))]) == 2
+    assert "--steps" in capsys.readouterr().err
+
+
 def test_cli_lr_writes_png_and_svg(tmp_path, capsys):
     (tmp_path / "c.toml").write_text(CONFIG)
     assert main(["plot", "lr", str(tmp_path / "c.toml"), "--out", str(tmp_path / "lr.png")]) == 0

@@ -45,6 +45,7 @@ def add_parsers(which: argparse._SubParsersAction) -> None:
     lr.add_argument("config", metavar="CONFIG", help="a training config (TOML)")
     lr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override")
     lr.add_argument("--out", default="lr.png", help="file to write (.png or .svg)")
+    lr.add_argument("--steps", type=int, help='steps to plot (needed where max_steps = "auto")')
     lr.set_defaults(run=run_lr)
 
     tr = which.add_parser("training", help="training curves from log.jsonl (PNG/SVG)")
@@ -102,7 +103,13 @@ def run_lr(args: argparse.Namespace) -> int:
         run = RunConfig.from_toml(args.config, args.set)
     except (ConfigError, OSError) as err:
         raise UserError(str(err)) from None
-    path = save_figure(lr_figure(run), args.out)
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be >= 1, got {args.steps}")
+    try:
+        figure = lr_figure(run, args.steps)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    path = save_figure(figure, args.out)
     print(f"wrote {path} ({run.train.schedule}, warmup {run.train.warmup} steps)")
     return 0
 

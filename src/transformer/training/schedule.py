@@ -59,3 +59,18 @@ def cosine_lr(step: int, peak: float, floor: float, warmup: int, total: int) -> 
         return peak * step / warmup
     progress = min((step - warmup) / (total - warmup), 1.0)
     return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def learning_rate(train, d_model: int, step: int, total: int | None = None) -> float:
+    """The rate of step `step` under `train`'s schedule (a `TrainConfig`: schedule, warmup,
+    lr_scale, lr, min_lr), ending at `total` steps (default train.max_steps). Without a step
+    count (max_steps = "auto" before it is fitted) linear runs Noam's warm-up and cosine its
+    linear warm-up: the rates of the trial steps the trainer times and throws away."""
+    total = total if total is not None else train.max_steps
+    known = total != "auto"
+    if train.schedule == "linear" and known:
+        return linear_lr(step, d_model, train.warmup, total, train.lr_scale)
+    if train.schedule == "cosine":
+        end = total if known else train.warmup + 1
+        return cosine_lr(step, train.lr, train.min_lr, train.warmup, end)
+    return noam_lr(step, d_model, train.warmup, train.lr_scale)

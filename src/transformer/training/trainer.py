@@ -38,7 +38,7 @@ from transformer.training.guard import StopFlag as _StopFlag
 from transformer.training.logging import MetricsLog
 from transformer.training.optim import build_optimizer, set_lr
 from transformer.training.rng import rng_state, set_rng_state
-from transformer.training.schedule import cosine_lr, linear_lr, noam_lr
+from transformer.training.schedule import learning_rate
 from transformer.training.task import task_for
 from transformer.training.val_bleu import probe_bleu
 
@@ -198,13 +198,7 @@ class Trainer(ScheduleFitting):
         return float(loss_total), float(nll_total)
 
     def lr(self, step: int) -> float:
-        t, d = self.run.train, self.run.model.d_model
-        if t.schedule == "linear" and t.max_steps != "auto":  # "auto": trial steps only
-            return linear_lr(step, d, t.warmup, t.max_steps, t.lr_scale)
-        if t.schedule == "cosine":
-            steps = t.max_steps if t.max_steps != "auto" else t.warmup + 1  # trial: warm-up only
-            return cosine_lr(step, t.lr, t.min_lr, t.warmup, steps)
-        return noam_lr(step, d, t.warmup, t.lr_scale)
+        return learning_rate(self.run.train, self.run.model.d_model, step)
 
     def _last_good(self) -> str:
         last = ckpt.step_dirs(self.run_dir)

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from transformer.training.config import RunConfig
 from transformer.training.logging import read_log
-from transformer.training.schedule import linear_lr, noam_lr, noam_peak
+from transformer.training.schedule import learning_rate
 
 # (panel title, [(record kind, field, line style, legend suffix)])
 PANELS = [
@@ -30,34 +30,45 @@ PANELS = [
 ]
 
 
-def schedule(run: RunConfig) -> list[float]:
-    """The learning rate of optimizer steps 1 .. run.train.max_steps (as the trainer sets it)."""
+def schedule(run: RunConfig, steps: int | None = None) -> list[float]:
+    """The learning rate of optimizer steps 1 .. `steps` (default run.train.max_steps), as
+    the trainer sets it (`training.schedule.learning_rate`)."""
+    total = steps or run.train.max_steps
+    if total == "auto":
+        raise ValueError(
+            'train.max_steps is "auto" (fitted to train.max_minutes when training starts): '
+            "give --steps N, or plot a run directory's config.toml, which holds the fitted figure"
+        )
+    d = run.model.d_model
+    return [learning_rate(run.train, d, s, total) for s in range(1, total + 1)]
+
+
+def _title(run: RunConfig) -> str:
     t, d = run.train, run.model.d_model
-    steps = range(1, t.max_steps + 1)
-    if t.schedule == "linear":
-        return [linear_lr(s, d, t.warmup, t.max_steps, t.lr_scale) for s in steps]
-    return [noam_lr(s, d, t.warmup, t.lr_scale) for s in steps]
+    if t.schedule == "cosine":
+        return f"linear warm-up to {t.lr:g}, then cosine to {t.min_lr:g}\nwarmup {t.warmup}"
+    tail = ", then linear to 0" if t.schedule == "linear" else ""
+    return (
+        f"lr = {t.lr_scale:g} · d_model^-0.5 · min(step^-0.5, step · warmup^-1.5)\n"
+        f"d_model {d}, warmup {t.warmup}{tail}"
+    )
 
 
-def lr_figure(run: RunConfig) -> Figure:
-    """The schedule of `run`, warm-up end and peak marked."""
+def lr_figure(run: RunConfig, steps: int | None = None) -> Figure:
+    """The schedule of `run` over `steps` (default its max_steps), warm-up end and peak
+    marked."""
     t = run.train
-    rates = schedule(run)
-    steps = range(1, len(rates) + 1)
-    peak = noam_peak(run.model.d_model, t.warmup, t.lr_scale)
+    rates = schedule(run, steps)
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
-    ax.plot(steps, rates, label=f"{t.schedule} schedule")
+    ax.plot(range(1, len(rates) + 1), rates, label=f"{t.schedule} schedule")
     ax.axvline(t.warmup, color="grey", linestyle="--", label=f"end of warm-up (step {t.warmup})")
-    if t.warmup <= t.max_steps:
+    if t.warmup <= len(rates):
+        peak = rates[t.warmup - 1]
         ax.plot([t.warmup], [peak], "o", color="C3", label=f"peak {peak:.3g}")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("learning rate")
-    ax.set_title(
-        f"lr = {t.lr_scale:g} · d_model^-0.5 · min(step^-0.5, step · warmup^-1.5)\n"
-        f"d_model {run.model.d_model}, warmup {t.warmup}"
-        + (", then linear to 0" if t.schedule == "linear" else "")
-    )
+    ax.set_title(_title(run))
     ax.legend()
     return fig
 
