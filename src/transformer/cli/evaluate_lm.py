@@ -23,12 +23,25 @@ def is_lm_run(run_dir: str) -> bool:
         return False
 
 
+def load_model(args: argparse.Namespace):
+    """(model in eval mode on its device, tokenizer, ModelConfig, RunConfig) from RUN_DIR,
+    with --weights / --average (default: the latest weights) and --device / --threads."""
+    from transformer.cli.translate import _user_error, open_run
+    from transformer.rundir import RunOpenError
+
+    run_dir, device = open_run(args)
+    try:
+        model = run_dir.load_model(args.weights or "latest", args.average or 0, device)
+    except RunOpenError as err:
+        raise _user_error(str(err)) from None
+    return model, run_dir.tokenizer, run_dir.model_config, run_dir.config
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     import time
 
     from transformer.cli import UserError
-    from transformer.cli.translate import load_model
     from transformer.config import ConfigError
     from transformer.data import DataError
     from transformer.evaluation.lm import lm_scores

@@ -25,7 +25,6 @@ the chosen positions; padding is [PAD] in the inputs. Shape legend: B sentences,
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -229,10 +228,11 @@ def mask_split(
 
 def most_frequent_token(ids: np.ndarray, special_ids: Collection[int]) -> int:
     """The most frequent non-special id of `ids` (the smallest among equals)."""
-    counts = Counter(int(t) for t in ids if int(t) not in special_ids)
-    if not counts:
+    counts = np.bincount(np.asarray(ids, dtype=np.int64))
+    counts[[i for i in special_ids if i < len(counts)]] = 0
+    if not counts.any():
         raise DataError("no non-special token in the training sentences")
-    return max(counts.items(), key=lambda kv: (kv[1], -kv[0]))[0]
+    return int(np.argmax(counts))  # the first maximum: the smallest id
 
 
 # ---- the text and the tokenizer ----------------------------------------------------------
