@@ -149,6 +149,8 @@ def test_fill_mask_cli(run_dir, capsys):
     assert "no [MASK]" in capsys.readouterr().err
     assert main(["fill-mask", str(run_dir), "a " * 30 + "[MASK]"]) == 2
     assert "the model reads 24" in capsys.readouterr().err
+    assert main(["translate", str(run_dir)]) == 2  # not a translator: a one-line error
+    assert "use `transformer fill-mask`" in capsys.readouterr().err
 
 
 SHRINK = [

@@ -163,3 +163,21 @@ def test_mlm_run_directory_opens_as_bert(tmp_path, text_file):
     model = opened.load_model(average=2)
     assert isinstance(model, BERT) and model.segment is None and not model.training
     assert model.config.src_vocab_size == opened.tokenizer.vocab_size <= 120
+
+
+@pytest.mark.parametrize("kind", ["json", "vocab.txt"])
+def test_a_given_tokenizer_is_used(tmp_path, text_file, kind):
+    tok = WordPiece.train(LINES, 90)
+    path = tmp_path / ("given.json" if kind == "json" else "vocab.txt")
+    tok.save(path) if kind == "json" else tok.write_vocab(path)
+    run = bert_config(text_file, f"data.tokenizer={str(path)!r}")
+    (tmp_path / "r").mkdir()
+    data, model_cfg = build_data(run, tmp_path / "r")
+    assert WordPiece.load(tmp_path / "r" / "tokenizer.json").tokens == tok.tokens
+    assert model_cfg.src_vocab_size == tok.vocab_size == data.tokenizer.vocab_size
+    first = [tok.cls_id, *tok.encode(LINES[0])[:22], tok.sep_id]  # cut to max_len 24
+    assert data.train.ids[: len(first)].tolist() == first
+    bad = tmp_path / "bpe.json"
+    bad.write_text('{"format": "transformer.tokenizers.BPE", "version": 1}')
+    with pytest.raises(ValueError, match="WordPiece"):
+        build_data(bert_config(text_file, f"data.tokenizer={str(bad)!r}"), tmp_path / "s")

@@ -209,6 +209,12 @@ def build_translator(args: argparse.Namespace, n_best: int = 1):
     """(Translator, model, RunDir, DecodingChoice, where its settings came from) for RUN_DIR
     with the search options of `args`."""
     run_dir, device = open_run(args)
+    if run_dir.is_lm or run_dir.is_mlm:
+        use = "generate" if run_dir.is_lm else "fill-mask"
+        raise _user_error(
+            f"{args.run_dir} holds no translation model (data.task = "
+            f"{run_dir.config.data.task!r}); use `transformer {use}` for this one"
+        )
     choice, origin = resolve_choice(args, run_dir)
     model = load_weights(run_dir, choice, device, fast=not args.reference)
     translator = make_translator(model, run_dir, choice, args, n_best)
