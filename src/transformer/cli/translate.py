@@ -210,11 +210,10 @@ def build_translator(args: argparse.Namespace, n_best: int = 1):
     with the search options of `args`."""
     run_dir, device = open_run(args)
     if run_dir.is_lm or run_dir.is_mlm:
-        use = "generate" if run_dir.is_lm else "fill-mask"
-        raise _user_error(
-            f"{args.run_dir} holds no translation model (data.task = "
-            f"{run_dir.config.data.task!r}); use `transformer {use}` for this one"
+        what, use = (
+            ("a language", "generate") if run_dir.is_lm else ("a masked language", "fill-mask")
         )
+        raise _user_error(f"{args.run_dir} holds {what} model: use `transformer {use}`")
     choice, origin = resolve_choice(args, run_dir)
     model = load_weights(run_dir, choice, device, fast=not args.reference)
     translator = make_translator(model, run_dir, choice, args, n_best)
