@@ -181,3 +181,22 @@ def test_a_given_tokenizer_is_used(tmp_path, text_file, kind):
     bad.write_text('{"format": "transformer.tokenizers.BPE", "version": 1}')
     with pytest.raises(ValueError, match="WordPiece"):
         build_data(bert_config(text_file, f"data.tokenizer={str(bad)!r}"), tmp_path / "s")
+
+
+def test_auto_schedule_trial_leaves_no_trace(tmp_path, text_file, monkeypatch):
+    """max_steps "auto" (the config's mode): the discarded trial steps rewind the data
+    position, so the masks too; the fitted figures given explicitly train the same weights."""
+    from test_training_budget import FakeClock
+
+    FakeClock().install(monkeypatch)
+    auto = ["train.max_steps='auto'", "train.max_minutes=3.0", "train.warmup_fraction=0.1"]
+    train(bert_config(text_file, *auto), tmp_path / "a", tensorboard=False)
+    fitted = RunConfig.from_toml(tmp_path / "a" / "config.toml").train
+    assert fitted.max_steps > 12  # crosses epochs
+    monkeypatch.undo()
+    torch.set_num_threads(1)
+    explicit = [f"train.max_steps={fitted.max_steps}", f"train.warmup={fitted.warmup}"]
+    train(bert_config(text_file, *explicit), tmp_path / "b", tensorboard=False)
+    a = ckpt.load_weights(tmp_path / "a" / "model.safetensors")
+    b = ckpt.load_weights(tmp_path / "b" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
