@@ -6,7 +6,8 @@
 
 A run directory (written by `transformer train`) holds `config.toml` (the resolved
 `RunConfig`), `tokenizer.json` (absent for the copy task, whose lines are token ids; a
-`CharTokenizer` or `ByteBPE` for a language-model run, data.task "lm", whose model is a `GPT`),
+`CharTokenizer` or `ByteBPE` for a language-model run, data.task "lm", whose model is a `GPT`;
+a `WordPiece` for a masked-LM run, data.task "mlm", whose model is a `BERT`),
 `model.safetensors` (the latest weights) and `checkpoints/step-*/` (see
 `transformer.training.checkpoint`), and after `transformer evaluate RUN --split val --choose`
 `decoding.json`: the decoding settings chosen on validation (`DecodingChoice`, with the score
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from transformer.config import ConfigError, ModelConfig
-from transformer.tokenizers import TokenizerError, load_tokenizer
+from transformer.tokenizers import TokenizerError, WordPiece, load_tokenizer
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig
 from transformer.training.task import task_for
@@ -141,7 +142,11 @@ class RunDir:
                 tok_path = path / "tokenizer.json"
                 if not tok_path.is_file():
                     raise RunOpenError(f"{tok_path} not found")
-                tokenizer = load_tokenizer(tok_path)
+                tokenizer = (
+                    WordPiece.load(tok_path)
+                    if config.data.task == "mlm"
+                    else load_tokenizer(tok_path)
+                )
                 vocab = tokenizer.vocab_size
                 model_config = config.model.replace(src_vocab_size=vocab, tgt_vocab_size=vocab)
         except (ConfigError, TokenizerError) as err:
@@ -167,10 +172,15 @@ class RunDir:
         """Whether the run is a GPT language model (data.task "lm"), not a translator."""
         return self.config.data.task == "lm"
 
+    @property
+    def is_mlm(self) -> bool:
+        """Whether the run is a BERT masked language model (data.task "mlm")."""
+        return self.config.data.task == "mlm"
+
     def build_model(self) -> nn.Module:
-        """A freshly initialised model of this run's architecture (`Transformer`, or `GPT`
-        for a language-model run)."""
-        return task_for(self.config.data.task).build_model(self.model_config)
+        """A freshly initialised model of this run's architecture (`Transformer`, `GPT` for
+        a language-model run, `BERT` with data.n_segments for a masked-LM run)."""
+        return task_for(self.config.data).build_model(self.model_config)
 
     def load_model(
         self, weights: str = "latest", average: int = 0, device: str | torch.device = "cpu"

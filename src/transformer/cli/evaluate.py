@@ -7,7 +7,9 @@ set is `--src FILE --ref FILE` (plain or .gz) or a Multi30k `--split` (languages
 run's config unless given). The decoding settings not given as flags come from the run's
 decoding.json (see `translate`); the report says which were used and where they came from.
 A language-model run (data.task = "lm") is scored on its validation split instead: nats per
-token, perplexity, bits per character (`evaluate_lm`).
+token, perplexity, bits per character (`evaluate_lm`); a masked-LM run (data.task = "mlm") by
+masked-token accuracy, perplexity and the most-frequent-token baseline (`evaluate_mlm`,
+`--masked-val FILE` for the Hugging Face peer's masks).
 
 `--choose` (on a validation set: `--split val`) tries candidate weights, beam sizes, alphas
 and stopping rules instead (`transformer.evaluation.choose`: a staged grid, `--beams`,
@@ -49,6 +51,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N sentences")
     parser.add_argument("--output", help="also write the translations to this file")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--masked-val",
+        metavar="FILE",
+        help="masked-LM run: score the masks of this masked_val.json (scripts/hf_bert_peer.py)",
+    )
+    parser.add_argument(
+        "--mask-seed", type=int, default=None, help="masked-LM run: mask validation with this seed"
+    )
     parser.add_argument(
         "--choose",
         action="store_true",
@@ -134,11 +144,15 @@ def _perplexity(model, tokenizer, sources, refs, cfg, device):
 
 def run(args: argparse.Namespace) -> int:
     from transformer import durable
-    from transformer.cli import check_output, evaluate_lm
+    from transformer.cli import check_output, evaluate_lm, evaluate_mlm
     from transformer.evaluation import score_translations
 
     if evaluate_lm.is_lm_run(args.run_dir):  # a GPT run: loss / perplexity / bits per char
         return evaluate_lm.run(args)
+    if evaluate_mlm.is_mlm_run(args.run_dir):  # a BERT run: masked accuracy / perplexity
+        return evaluate_mlm.run(args)
+    if args.masked_val or args.mask_seed is not None:
+        raise _user_error("--masked-val and --mask-seed apply to masked-LM runs (data.task mlm)")
     if args.choose:
         return _choose(args)
     check_output("--output", args.output)

@@ -23,31 +23,40 @@ def is_lm_run(run_dir: str) -> bool:
         return False
 
 
+def load_model(args: argparse.Namespace):
+    """(model in eval mode on its device, tokenizer, ModelConfig, RunConfig) from RUN_DIR,
+    with --weights / --average (default: the latest weights) and --device / --threads, on the
+    fast engine unless --reference."""
+    from transformer.cli.translate import _user_error, open_run
+    from transformer.fast import optimize
+    from transformer.rundir import RunOpenError
+
+    run_dir, device = open_run(args)
+    try:
+        model = run_dir.load_model(args.weights or "latest", args.average or 0, device)
+    except RunOpenError as err:
+        raise _user_error(str(err)) from None
+    if not args.reference:
+        optimize(model)  # the fast engine: same weights and function, faster
+    return model, run_dir.tokenizer, run_dir.model_config, run_dir.config
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     import time
 
     from transformer.cli import UserError
-    from transformer.cli.translate import open_run
     from transformer.config import ConfigError
     from transformer.data import DataError
     from transformer.evaluation.lm import lm_scores
-    from transformer.fast import optimize
-    from transformer.rundir import RunOpenError
     from transformer.tokenizers import TokenizerError
     from transformer.training.config import RunConfig
     from transformer.training.lm_data import lm_data
 
     if args.src or args.ref or args.split:
         raise UserError("an LM run is evaluated on its validation split: drop --src/--ref/--split")
-    run_dir, device = open_run(args)
-    try:
-        model = run_dir.load_model(args.weights or "latest", args.average or 0, device)
-    except RunOpenError as err:
-        raise UserError(str(err)) from None
-    if not args.reference:
-        optimize(model)
-    tokenizer, cfg, run_cfg = run_dir.tokenizer, run_dir.model_config, run_dir.config
+    model, tokenizer, cfg, run_cfg = load_model(args)
+    device = next(model.parameters()).device
     data_cfg = run_cfg.data
     if args.data_dir:
         data_cfg = dataclasses.replace(data_cfg, data_dir=args.data_dir)

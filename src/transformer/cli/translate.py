@@ -209,8 +209,11 @@ def build_translator(args: argparse.Namespace, n_best: int = 1):
     """(Translator, model, RunDir, DecodingChoice, where its settings came from) for RUN_DIR
     with the search options of `args`."""
     run_dir, device = open_run(args)
-    if run_dir.is_lm:
-        raise _user_error(f"{args.run_dir} holds a language model: use `transformer generate`")
+    if run_dir.is_lm or run_dir.is_mlm:
+        what, use = (
+            ("a language", "generate") if run_dir.is_lm else ("a masked language", "fill-mask")
+        )
+        raise _user_error(f"{args.run_dir} holds {what} model: use `transformer {use}`")
     choice, origin = resolve_choice(args, run_dir)
     model = load_weights(run_dir, choice, device, fast=not args.reference)
     translator = make_translator(model, run_dir, choice, args, n_best)

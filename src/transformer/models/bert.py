@@ -128,12 +128,15 @@ class BERT(nn.Module):
         h = self.head_norm(F.gelu(self.head_dense(hidden)))
         return F.linear(h, self.embed.weight, self.head_bias)  # (..., D) @ (D, V) + (V,)
 
-    def forward(self, ids: torch.Tensor, segments=None, need_weights: bool = False):
-        """ids (B, T) int64 -> logits (B, T, V); with `need_weights`, (logits, weights)."""
+    def forward(self, ids: torch.Tensor, segments=None, need_weights: bool = False, select=None):
+        """ids (B, T) int64 -> logits (B, T, V); with `need_weights`, (logits, weights).
+        `select` (B, T) bool: the logits (N, V) of the N selected positions only, in
+        row-major order (the MLM loss's chosen positions; the head runs on those alone)."""
         if need_weights:
             hidden, weights = self.encode(ids, segments, need_weights=True)
-            return self.head(hidden), weights
-        return self.head(self.encode(ids, segments))
+            return self.head(hidden if select is None else hidden[select]), weights
+        hidden = self.encode(ids, segments)  # (B, T, D)
+        return self.head(hidden if select is None else hidden[select])
 
 
 def _check_range(name: str, t: torch.Tensor, high: int) -> None:

@@ -212,9 +212,15 @@ class DataConfig:
     tokenizer_kind: str = "char"
     block_size: int = 256
     batch_size: int = 64
+    vocab_size: int = 8000
+    wordpiece_criterion: str = "frequency"
+    lowercase: bool = True
+    val_file: str = ""
+    n_segments: int = 2
 
     def __post_init__(self) -> None:
-        _choice("data", "task", self.task, ("copy", "multi30k", "parallel", "lm"))
+        _choice("data", "task", self.task, ("copy", "multi30k", "parallel", "lm", "mlm"))
+        self._check_mlm()
         if self.task == "parallel" and not (self.train_prefix and self.val_prefix):
             raise ConfigError(
                 "data.task 'parallel' reads data.train_prefix and data.val_prefix "
@@ -233,6 +239,20 @@ class DataConfig:
             raise ConfigError(
                 f"data.copy_min_len ({self.copy_min_len}) > data.copy_max_len ({self.copy_max_len})"
             )
+
+    def _check_mlm(self) -> None:
+        """The fields of task "mlm"."""
+        _positive_int("data", "vocab_size", self.vocab_size)
+        _choice(
+            "data", "wordpiece_criterion", self.wordpiece_criterion, ("frequency", "likelihood")
+        )
+        if not isinstance(self.lowercase, bool):
+            raise ConfigError(f"data.lowercase must be true or false, got {self.lowercase!r}")
+        n = self.n_segments
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ConfigError(f"data.n_segments must be an integer >= 0, got {n!r}")
+        if self.val_file and not self.text_file:
+            raise ConfigError("data.val_file goes with data.text_file (task 'mlm')")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
 pairs, a fixed-order one over the validation pairs) and the model config with the vocabulary
 sizes the data needs:
 - task "copy": synthetic pairs (`copy_task`), ids are symbols, no tokenizer;
+- task "lm" / "mlm": `lm_data.lm_data` / `mlm_data.mlm_data` (their own data objects);
 - task "multi30k": the Multi30k corpus, tokenized with RUN_DIR/tokenizer.json (a joint BPE
   trained on the training split's both sides on the first run, or `data.tokenizer` copied in),
   encoded once and cached under RUN_DIR/cache.
@@ -197,4 +198,8 @@ def build_data(run: RunConfig, run_dir: str | Path, progress: bool = True):
         from transformer.training.lm_data import lm_data
 
         return lm_data(run, Path(run_dir), progress)
+    if run.data.task == "mlm":
+        from transformer.training.mlm_data import mlm_data
+
+        return mlm_data(run, Path(run_dir), progress)
     return multi30k_data(run, Path(run_dir), progress)

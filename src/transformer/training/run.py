@@ -127,6 +127,6 @@ def train(
         run = keep_fitted_schedule(run, saved.train)
     durable.write_text(run_dir / "config.toml", note + run.to_toml())
     torch.manual_seed(run.train.seed)  # the initial weights depend only on the config
-    model = task_for(run.data.task).build_model(run.model)  # Transformer or GPT
+    model = task_for(run.data).build_model(run.model)  # Transformer, GPT or BERT
     trainer = Trainer(run, run_dir, data, model, resume=resume, tensorboard=tensorboard, fast=fast)
     return trainer.fit()

@@ -5,8 +5,10 @@ batch is scored, and how its tokens are counted.
   `transformer.data.Batch`; the decoder reads tgt_in and is scored on tgt_out, pad ignored.
 - `LMTask` (data.task "lm"): the decoder-only `GPT`, batches of `transformer.data.LMBatch`;
   the model reads block[:, :-1] and is scored on block[:, 1:], every position a target.
+- `MLMTask` (data.task "mlm"): the encoder-only `BERT` (data.n_segments segment rows),
+  batches of `training.mlm_data.MLMBatch`; scored on the masked positions only.
 
-`task_for(task)` picks one from the `data.task` string (an if, not a registry).
+`task_for(data)` picks one from the `DataConfig` (or its `task` string; an if, not a registry).
 
 Shape legend: B batch, S source length, T target length / block size, V vocabulary.
 """
@@ -20,8 +22,10 @@ from torch import nn
 
 from transformer.config import ModelConfig
 from transformer.data import Batch, LMBatch
-from transformer.models import GPT, Transformer
+from transformer.models import BERT, GPT, Transformer
+from transformer.training.config import DataConfig
 from transformer.training.loss import label_smoothed_cross_entropy
+from transformer.training.mlm import IGNORE
 
 
 class Seq2SeqTask:
@@ -80,6 +84,41 @@ class LMTask:
         return n_tokens, 0, n_tokens
 
 
-def task_for(task: str) -> Seq2SeqTask | LMTask:
-    """The task object of a `data.task` value."""
+class MLMTask:
+    """BERT's masked language model: the loss on the chosen (masked) positions only."""
+
+    name = "mlm"
+
+    def __init__(self, n_segments: int = 2) -> None:
+        self.n_segments = n_segments
+
+    def build_model(self, cfg: ModelConfig) -> nn.Module:
+        return BERT(cfg, self.n_segments)
+
+    def loss(
+        self, model: nn.Module, batch, cfg: ModelConfig, device, autocast: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed loss and NLL over the N chosen positions (the head runs on those only)."""
+        batch = batch.to(device, non_blocking=True)
+        chosen = batch.labels != IGNORE  # (B, T) bool
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(batch.inputs, select=chosen)  # (N, V)
+        sums = label_smoothed_cross_entropy(logits, batch.labels[chosen], cfg.label_smoothing)
+        return sums.loss, sums.nll
+
+    def n_targets(self, batch) -> int:
+        return batch.n_masked
+
+    def counts(self, batches: Sequence) -> tuple[int, int, int]:
+        """(chosen positions, pad positions, all positions) of a step's batches."""
+        n_pos = sum(b.inputs.numel() for b in batches)
+        return sum(b.n_masked for b in batches), n_pos - sum(b.n_tokens for b in batches), n_pos
+
+
+def task_for(data: DataConfig | str) -> Seq2SeqTask | LMTask | MLMTask:
+    """The task object of a `DataConfig` (or of a `data.task` value: then an MLM task has
+    BERT's 2 segment rows)."""
+    task = data if isinstance(data, str) else data.task
+    if task == "mlm":
+        return MLMTask(2 if isinstance(data, str) else data.n_segments)
     return LMTask() if task == "lm" else Seq2SeqTask()
