@@ -217,3 +217,19 @@ def test_resume_keeps_the_fitted_schedule_unless_max_steps_is_given() -> None:
     assert (resumed.max_steps, resumed.warmup, resumed.warmup_fraction) == (40, 7, 0.0)
     explicit = RunConfig.from_dict(apply_overrides(SMALL, ["train.max_steps=50"]))
     assert keep_fitted_schedule(explicit, saved) == explicit
+
+
+def test_slow_steps_end_the_trial_at_its_share_of_the_budget() -> None:
+    """10 s steps against a 100 s trial limit: the untimed steps stop past 25 s (3 of them),
+    the timed ones once the trial has taken 100 s, and never fewer than MIN_TIMED."""
+    now = [0.0]
+
+    def step() -> None:
+        now[0] += 10.0
+
+    timing = budget.measure(step, lambda: None, lambda: None, lambda: now[0], 0.0, limit_s=100.0)
+    assert timing.step_s == 10.0
+    assert now[0] == 100.0  # 3 untimed steps (0-30 s), then timed ones until 100 s: 7 of them
+    now[0] = 0.0
+    budget.measure(step, lambda: None, lambda: None, lambda: now[0], 0.0, limit_s=1.0)
+    assert now[0] == 10.0 * (1 + budget.MIN_TIMED)  # one untimed step, MIN_TIMED timed ones

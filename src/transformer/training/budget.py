@@ -9,6 +9,8 @@ step, what the run will spend its time on, and picks the largest max_steps that 
 
 - `step_s`: the mean time of one optimizer step over `TIMED` trial steps, taken after `SETTLE`
   untimed ones (the allocator, oneDNN's kernel caches and the first epoch's batches settle);
+  where steps are slow, the trial steps stop after `TRIAL_SHARE` of the budget (at least
+  `MIN_TIMED` timed steps), so a short budget on a slow machine is not spent on the trial;
 - V(N) = ceil(N / val_every): the validations at every val_every-th step and the final one
   (none is repeated when N is a multiple); `val_s` is one validation timed on the trial model
   (the loss pass and, with train.val_bleu, the greedy BLEU probe with outputs capped at the
@@ -50,6 +52,8 @@ log = logging.getLogger("transformer.training")
 
 SETTLE = 10  # untimed trial steps
 TIMED = 40  # timed trial steps
+MIN_TIMED = 5  # timed trial steps even where steps are slow
+TRIAL_SHARE = 0.05  # the trial steps stop after this share of the budget (slow steps)
 MARGIN = 0.01  # fraction of the budget held back for step-time noise
 NOTE = (
     "# train.max_steps (and train.warmup) were fitted to train.max_minutes on the machine\n"
@@ -80,19 +84,25 @@ def measure(
     started: float,
     settle: int = SETTLE,
     timed: int = TIMED,
+    limit_s: float = math.inf,
 ) -> Timing:
-    """Run `settle` + `timed` trial steps, one validation and one save, reading `clock`."""
-    for _ in range(settle):
+    """Run `settle` + `timed` trial steps, one validation and one save, reading `clock`.
+    Where steps are slow, the trial steps stop once they have taken `limit_s` (a quarter of it
+    for the untimed ones), keeping at least `MIN_TIMED` timed steps."""
+    for i in range(settle):
+        if i and clock() - started >= limit_s / 4:
+            break
         step()
-    t0 = clock()
-    for _ in range(timed):
+    t0, n = clock(), 0
+    while n < timed and (n < MIN_TIMED or clock() - started < limit_s):
         step()
+        n += 1
     t1 = clock()
     validate()
     t2 = clock()
     save()
     t3 = clock()
-    return Timing((t1 - t0) / max(timed, 1), t2 - t1, t3 - t2, t3 - started)
+    return Timing((t1 - t0) / max(n, 1), t2 - t1, t3 - t2, t3 - started)
 
 
 def n_validations(n: int, val_every: int) -> int:
@@ -165,6 +175,7 @@ class ScheduleFitting:
                 started,
                 settle=SETTLE,
                 timed=TIMED,
+                limit_s=TRIAL_SHARE * 60.0 * self.run.train.max_minutes,
             )
         finally:
             self._rewind(snapshot)
