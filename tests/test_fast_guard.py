@@ -164,3 +164,19 @@ def test_gpt_sampling_gives_the_same_tokens():
         for m in (ref, fast)
     ]
     assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_gpt_float32_sampling_one_and_two_rows_with_every_weight_packed(rows):
+    """float32, every linear map packed where eligible (min_weights 0): one row runs F.linear
+    (`fast.packed.MIN_ROWS`), two rows the packed kernel; the same tokens either way."""
+    from transformer.fast import pack_for_inference
+
+    ref, fast = pair("pre-norm", torch.float32, model_cls=GPT, seed=9)
+    pack_for_inference(fast, min_weights=0)
+    prompt = torch.randint(0, 15, (rows, 4), generator=torch.Generator().manual_seed(10))
+    outs = [
+        generate(m, prompt, 12, top_k=5, generator=torch.Generator().manual_seed(11))
+        for m in (ref, fast)
+    ]
+    assert torch.equal(outs[0], outs[1])
