@@ -26,8 +26,9 @@ transformers = pytest.importorskip("transformers", reason="GPT2LMHeadModel is th
 VOCAB = 50257  # GPT-2's, so that the converted run opens with GPT-2's tokenizer
 # initializer_range 0.1 (GPT-2: 0.02) puts the FFN's pre-activations where exact GELU and its
 # tanh form differ by more than the tolerance (5e-4 on the logits; 1e-6 at 0.02).
-SMALL = dict(vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=2, n_head=4,
-             initializer_range=0.1)  # fmt: skip
+SMALL = dict(
+    vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=2, n_head=4, initializer_range=0.1
+)
 F32 = dict(rtol=0.0, atol=1e-5)
 
 
@@ -151,8 +152,11 @@ def test_config_from_hf_rejects_what_we_do_not_implement():
     base = transformers.GPT2Config(**SMALL).to_dict()
     cfg = config_from_hf(base)
     assert (cfg.norm_first, cfg.positional, cfg.tie_output, cfg.scale_embedding) == (
-        True, "learned", True, False,
-    )  # fmt: skip
+        True,
+        "learned",
+        True,
+        False,
+    )
     assert (cfg.activation, cfg.layer_norm_eps, cfg.max_len) == ("gelu_tanh", 1e-5, 64)
     for change, match in (
         ({"model_type": "bert"}, "model_type"),
@@ -193,9 +197,17 @@ def test_cli_convert_gpt2_then_generate(tmp_path, safe, capsys):
     args = ["generate", str(tmp_path / "run"), "--prompt", text, "--temperature", "0"]
     assert cli_main([*args, "--max-new-tokens", "12"]) == 0
     with torch.inference_mode():
-        expected = hf.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                               max_new_tokens=12, min_new_tokens=12, pad_token_id=0)  # fmt: skip
-    assert capsys.readouterr().out == text + tok.decode(expected[0, prompt.shape[1] :].tolist()) + "\n"
+        expected = hf.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            do_sample=False,
+            max_new_tokens=12,
+            min_new_tokens=12,
+            pad_token_id=0,
+        )
+    assert (
+        capsys.readouterr().out == text + tok.decode(expected[0, prompt.shape[1] :].tolist()) + "\n"
+    )
 
 
 def test_cli_convert_gpt2_errors(tmp_path, capsys):

@@ -82,7 +82,9 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
         _check_choice("activation", self.activation, ("relu", "gelu", "gelu_tanh"))
         if not isinstance(self.scale_embedding, bool):
-            raise ConfigError(f"scale_embedding must be true or false, got {self.scale_embedding!r}")
+            raise ConfigError(
+                f"scale_embedding must be true or false, got {self.scale_embedding!r}"
+            )
         _check_choice("positional", self.positional, ("sinusoidal", "learned"))
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ConfigError(

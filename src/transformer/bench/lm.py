@@ -39,10 +39,17 @@ _REPO = Path(__file__).resolve().parents[3]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(_REPO / "configs" / "shakespeare-char.toml"),
-                        help="the model size and batch (default configs/shakespeare-char.toml)")  # fmt: skip
-    parser.add_argument("--nanogpt", default=None, metavar="DIR",
-                        help="nanoGPT's directory (model.py); default ../shared/peers/nanogpt")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        default=str(_REPO / "configs" / "shakespeare-char.toml"),
+        help="the model size and batch (default configs/shakespeare-char.toml)",
+    )
+    parser.add_argument(
+        "--nanogpt",
+        default=None,
+        metavar="DIR",
+        help="nanoGPT's directory (model.py); default ../shared/peers/nanogpt",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="median over this many repeats")
     parser.add_argument("--steps", type=int, default=3, help="training steps per arm and repeat")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per arm first")
@@ -51,17 +58,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--top-k", type=int, default=50, help="0: all tokens")
     parser.add_argument("--no-train", dest="train", action="store_false", help="skip training")
-    parser.add_argument("--no-generate", dest="generate", action="store_false",
-                        help="skip generation")  # fmt: skip
+    parser.add_argument(
+        "--no-generate", dest="generate", action="store_false", help="skip generation"
+    )
     parser.add_argument("--no-hf", action="store_true", help="skip Hugging Face transformers")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall clock (default) or this process's CPU time (steadier on a "
+        "shared machine, with --threads 1)",
+    )
 
 
 def _nanogpt_dir(args) -> Path | None:
-    candidates = [Path(args.nanogpt)] if args.nanogpt else [
-        _REPO.parent / "shared" / "peers" / "nanogpt",
-        Path.cwd().parent / "shared" / "peers" / "nanogpt",
-    ]  # fmt: skip
+    candidates = (
+        [Path(args.nanogpt)]
+        if args.nanogpt
+        else [
+            _REPO.parent / "shared" / "peers" / "nanogpt",
+            Path.cwd().parent / "shared" / "peers" / "nanogpt",
+        ]
+    )
     return next((p for p in candidates if (p / "model.py").is_file()), None)
 
 
@@ -75,15 +94,29 @@ def _import_nanogpt(path: Path):
 def _run_config(args):
     from transformer.training.config import RunConfig
 
-    overrides = [f"model.src_vocab_size={VOCAB}", f"model.tgt_vocab_size={VOCAB}",
-                 "model.dropout=0.0", "train.max_steps=1000000", "train.max_minutes=0",
-                 "train.progress=false", "train.device='cpu'", "train.amp='off'"]  # fmt: skip
+    overrides = [
+        f"model.src_vocab_size={VOCAB}",
+        f"model.tgt_vocab_size={VOCAB}",
+        "model.dropout=0.0",
+        "train.max_steps=1000000",
+        "train.max_minutes=0",
+        "train.progress=false",
+        "train.device='cpu'",
+        "train.amp='off'",
+    ]
     return RunConfig.from_toml(args.config, overrides)
 
 
 def _nano_model(nano, cfg, block: int):
-    gcfg = nano.GPTConfig(block_size=block, vocab_size=VOCAB, n_layer=cfg.n_decoder_layers,
-                          n_head=cfg.n_heads, n_embd=cfg.d_model, dropout=0.0, bias=True)  # fmt: skip
+    gcfg = nano.GPTConfig(
+        block_size=block,
+        vocab_size=VOCAB,
+        n_layer=cfg.n_decoder_layers,
+        n_head=cfg.n_heads,
+        n_embd=cfg.d_model,
+        dropout=0.0,
+        bias=True,
+    )
     if cfg.d_ff != 4 * cfg.d_model:
         raise ValueError(f"nanoGPT's MLP is 4 x d_model; the config has d_ff {cfg.d_ff}")
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its parameter count
@@ -107,7 +140,9 @@ class _NanoStep:
         ix = self.rng.integers(0, len(self.ids) - self.block, self.batch)
         T = self.block
         x = torch.stack([torch.from_numpy(self.ids[i : i + T].astype(np.int64)) for i in ix])
-        y = torch.stack([torch.from_numpy(self.ids[i + 1 : i + 1 + T].astype(np.int64)) for i in ix])  # fmt: skip
+        y = torch.stack(
+            [torch.from_numpy(self.ids[i + 1 : i + 1 + T].astype(np.int64)) for i in ix]
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
         _, loss = self.model(x, y)
@@ -129,11 +164,15 @@ def _our_trainer(run, ids: np.ndarray, reference: bool, work: str):
     return Trainer(run, work, data, GPT(run.model), tensorboard=False, fast=not reference)
 
 
-def _time_steps(arm, n: int) -> float:
-    start = time.perf_counter()
+def _clock(args):
+    return time.process_time if args.clock == "cpu" else time.perf_counter
+
+
+def _time_steps(arm, n: int, clock) -> float:
+    start = clock()
     for _ in range(n):
         arm.train_step()
-    return (time.perf_counter() - start) / n
+    return (clock() - start) / max(n, 1)
 
 
 def bench_training(args, run, nano) -> dict:
@@ -144,10 +183,10 @@ def bench_training(args, run, nano) -> dict:
             arms["nanoGPT"] = _NanoStep(nano, run, ids)
         times: dict[str, list[float]] = {name: [] for name in arms}
         for arm in arms.values():
-            _time_steps(arm, args.warmup)
+            _time_steps(arm, args.warmup, _clock(args))
         for r in range(args.repeats):
             for name in list(arms)[:: 1 if r % 2 == 0 else -1]:
-                times[name].append(_time_steps(arms[name], args.steps))
+                times[name].append(_time_steps(arms[name], args.steps, _clock(args)))
     tokens = run.data.block_size * run.data.batch_size
     return {name: tokens / statistics.median(ts) for name, ts in times.items()}
 
@@ -166,8 +205,7 @@ def _generators(args, run, nano) -> dict:
     if not args.reference:
         optimize(model)  # as `transformer generate` runs it
     gen = torch.Generator().manual_seed(0)
-    sampling = dict(temperature=args.temperature, top_k=top_k, max_positions=context,
-                    generator=gen)  # fmt: skip
+    sampling = dict(temperature=args.temperature, top_k=top_k, max_positions=context, generator=gen)
     fns = {
         "ours, KV cache": lambda p: generate(model, p, n_new, **sampling),
         "ours, no cache": lambda p: generate(model, p, n_new, use_cache=False, **sampling),
@@ -176,9 +214,15 @@ def _generators(args, run, nano) -> dict:
         hf = _hf_model(cfg, context)
         if hf is not None:
             fns["HF GPT2LMHeadModel.generate"] = lambda p: hf.generate(
-                p, attention_mask=torch.ones_like(p), do_sample=True, max_new_tokens=n_new,
-                temperature=args.temperature, top_k=args.top_k, top_p=1.0, pad_token_id=0,
-            )  # fmt: skip
+                p,
+                attention_mask=torch.ones_like(p),
+                do_sample=True,
+                max_new_tokens=n_new,
+                temperature=args.temperature,
+                top_k=args.top_k,
+                top_p=1.0,
+                pad_token_id=0,
+            )
     if nano is not None:
         nano_model = _nano_model(nano, cfg, context).eval()
         fns["nanoGPT generate (no cache)"] = lambda p: nano_model.generate(
@@ -192,20 +236,32 @@ def _hf_model(cfg, context: int):
         import transformers
     except ImportError:
         return None
+    transformers.logging.set_verbosity_error()  # its per-call advice on attention masks
     act = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}[cfg.activation]
     hcfg = transformers.GPT2Config(
-        vocab_size=VOCAB, n_positions=context, n_embd=cfg.d_model, n_layer=cfg.n_decoder_layers,
-        n_head=cfg.n_heads, n_inner=cfg.d_ff, activation_function=act, resid_pdrop=0.0,
-        embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None, eos_token_id=None, pad_token_id=0,
-    )  # fmt: skip
+        vocab_size=VOCAB,
+        n_positions=context,
+        n_embd=cfg.d_model,
+        n_layer=cfg.n_decoder_layers,
+        n_head=cfg.n_heads,
+        n_inner=cfg.d_ff,
+        activation_function=act,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
     torch.manual_seed(0)
     return transformers.GPT2LMHeadModel(hcfg).eval()
 
 
 def bench_generation(args, run, nano) -> dict:
     fns = _generators(args, run, nano)
-    prompt = torch.randint(0, VOCAB, (args.batch, args.prompt_len),
-                           generator=torch.Generator().manual_seed(1))  # fmt: skip
+    prompt = torch.randint(
+        0, VOCAB, (args.batch, args.prompt_len), generator=torch.Generator().manual_seed(1)
+    )
     n_new = run.data.block_size - args.prompt_len
     times: dict[str, list[float]] = {name: [] for name in fns}
     with torch.inference_mode():
@@ -213,9 +269,9 @@ def bench_generation(args, run, nano) -> dict:
             fn(prompt)  # warm-up
         for r in range(args.repeats):
             for name in list(fns)[:: 1 if r % 2 == 0 else -1]:
-                start = time.perf_counter()
+                start = _clock(args)()
                 out = fns[name](prompt)
-                times[name].append(time.perf_counter() - start)
+                times[name].append(_clock(args)() - start)
                 if out.shape != (args.batch, run.data.block_size):
                     raise RuntimeError(f"{name}: {tuple(out.shape)} tokens, expected the context")
     return {name: args.batch * n_new / statistics.median(ts) for name, ts in times.items()}
@@ -224,8 +280,12 @@ def bench_generation(args, run, nano) -> dict:
 def _check(args, run) -> None:
     from transformer.cli import UserError
 
-    for flag, value in (("--repeats", args.repeats), ("--steps", args.steps),
-                        ("--batch", args.batch), ("--prompt-len", args.prompt_len)):  # fmt: skip
+    for flag, value in (
+        ("--repeats", args.repeats),
+        ("--steps", args.steps),
+        ("--batch", args.batch),
+        ("--prompt-len", args.prompt_len),
+    ):
         if value < 1:
             raise UserError(f"{flag} must be >= 1, got {value}")
     if args.prompt_len >= run.data.block_size:
@@ -258,23 +318,33 @@ def run(args: argparse.Namespace) -> int:
     nano = _import_nanogpt(path) if path is not None else None
     m, d = run_cfg.model, run_cfg.data
     load = os.getloadavg()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
-          f"{load[0]:.2f}; GPT {m.n_decoder_layers} layers, d_model {m.d_model}, {m.n_heads} "
-          f"heads, d_ff {m.d_ff}, vocab {VOCAB}, context {d.block_size}; fast engine: "
-          f"{not args.reference}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
+        f"{load[0]:.2f}, {args.clock} clock; GPT {m.n_decoder_layers} layers, d_model "
+        f"{m.d_model}, {m.n_heads} heads, d_ff {m.d_ff}, vocab {VOCAB}, context "
+        f"{d.block_size}; fast engine: {not args.reference}"
+    )
     if nano is None:
         print("nanoGPT: skipped (no model.py at --nanogpt or ../shared/peers/nanogpt)")
     if args.train:
         rates = bench_training(args, run_cfg, nano)
-        _print(f"Training, {d.batch_size} x {d.block_size} tokens per step, float32, median of "
-               f"{args.repeats} x {args.steps} steps", rates, "ours",
-               "target: ours >= 1.2x nanoGPT")  # fmt: skip
+        _print(
+            f"Training, {d.batch_size} x {d.block_size} tokens per step, float32, median of "
+            f"{args.repeats} x {args.steps} steps",
+            rates,
+            "ours",
+            "target: ours >= 1.2x nanoGPT",
+        )
     if args.generate:
         rates = bench_generation(args, run_cfg, nano)
         top_k = args.top_k or "all"
-        _print(f"Generation, {args.batch} row(s), prompt {args.prompt_len} tokens + "
-               f"{d.block_size - args.prompt_len} new, temperature {args.temperature}, top-k "
-               f"{top_k}, median of {args.repeats}", rates, "ours, KV cache",
-               "target: ours with the cache >= 1.5x without it and >= 1.5x HF generate()")  # fmt: skip
+        _print(
+            f"Generation, {args.batch} row(s), prompt {args.prompt_len} tokens + "
+            f"{d.block_size - args.prompt_len} new, temperature {args.temperature}, top-k "
+            f"{top_k}, median of {args.repeats}",
+            rates,
+            "ours, KV cache",
+            "target: ours with the cache >= 1.5x without it and >= 1.5x HF generate()",
+        )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0

@@ -44,9 +44,12 @@ def run_gpt2(args: argparse.Namespace) -> int:
         raise UserError(str(err).strip("'\"")) from err
     n = sum(p.numel() for p in model.parameters())
     cfg = model.config
-    print(f"wrote {args.out}: GPT-2, {n:,} parameters ({cfg.n_decoder_layers} layers, d_model "
-          f"{cfg.d_model}, context {cfg.max_len}); try `transformer generate {args.out} "
-          '--prompt "Hello"`', file=sys.stderr)  # fmt: skip
+    print(
+        f"wrote {args.out}: GPT-2, {n:,} parameters ({cfg.n_decoder_layers} layers, d_model "
+        f"{cfg.d_model}, context {cfg.max_len}); try `transformer generate {args.out} "
+        '--prompt "Hello"`',
+        file=sys.stderr,
+    )
     return 0
 
 

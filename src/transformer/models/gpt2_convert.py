@@ -46,8 +46,12 @@ from transformer.models.bert_convert import read_hf_dir
 from transformer.models.gpt import GPT
 
 # HF activation_function -> ours ("gelu_new" and "gelu_pytorch_tanh" are both the tanh form).
-_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu",
-                "relu": "relu"}  # fmt: skip
+_ACTIVATIONS = {
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu": "gelu",
+    "relu": "relu",
+}
 _TRANSPOSED = {  # Conv1D (in, out) -> nn.Linear (out, in)
     "attn.c_attn": "self_attn.qkv_proj",
     "attn.c_proj": "self_attn.out_proj",
@@ -165,8 +169,9 @@ def save_run(model: GPT, out_dir: str | os.PathLike, tokenizer, batch_size: int 
         raise ValueError(
             f"the tokenizer has {tokenizer.vocab_size} tokens, the model {cfg.tgt_vocab_size}"
         )
-    data = DataConfig(task="lm", tokenizer_kind="bytebpe", block_size=cfg.max_len,
-                      batch_size=batch_size)  # fmt: skip
+    data = DataConfig(
+        task="lm", tokenizer_kind="bytebpe", block_size=cfg.max_len, batch_size=batch_size
+    )
     run = RunConfig(model=cfg, data=data, train=TrainConfig())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
