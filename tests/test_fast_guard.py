@@ -164,3 +164,40 @@ def test_gpt_sampling_gives_the_same_tokens():
         for m in (ref, fast)
     ]
     assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_gpt_float32_sampling_one_and_two_rows_with_every_weight_packed(rows):
+    """float32, every linear map packed where eligible (min_weights 0): one row runs F.linear
+    (`fast.packed.MIN_ROWS`), two rows the packed kernel; the same tokens either way."""
+    from transformer.fast import pack_for_inference
+
+    ref, fast = pair("pre-norm", torch.float32, model_cls=GPT, seed=9)
+    pack_for_inference(fast, min_weights=0)
+    prompt = torch.randint(0, 15, (rows, 4), generator=torch.Generator().manual_seed(10))
+    outs = [
+        generate(m, prompt, 12, top_k=5, generator=torch.Generator().manual_seed(11))
+        for m in (ref, fast)
+    ]
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_gpt_growing_cache_past_its_capacity_and_after_a_reorder():
+    """The GPT's `GrowingKVCache`: 150 cached steps (the buffer grows 64 -> 128 -> 256) give
+    the full forward's logits; a reorder of the rows, then more steps, those of the reordered
+    batch."""
+    from transformer.fast.cache import GrowingKVCache
+
+    ref, fast = pair("pre-norm", torch.float64, model_cls=GPT, seed=12, max_len=160)
+    idx = torch.randint(0, 15, (3, 150), generator=torch.Generator().manual_seed(13))
+    with torch.inference_mode():
+        full = ref(idx)
+        cache = fast.new_cache()
+        assert isinstance(cache, GrowingKVCache)
+        steps = [fast(idx[:, :5], cache=cache)]
+        steps += [fast(idx[:, i : i + 1], cache=cache) for i in range(5, 140)]
+        torch.testing.assert_close(torch.cat(steps, dim=1), full[:, :140], **F64)
+        order = torch.tensor([2, 0])
+        cache.reorder(order)
+        rest = [fast(idx[order, i : i + 1], cache=cache) for i in range(140, 150)]
+        torch.testing.assert_close(torch.cat(rest, dim=1), full[order, 140:], **F64)

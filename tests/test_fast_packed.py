@@ -45,11 +45,28 @@ def test_packed_linear_matches_closed_form(lead, bias):
     x = torch.randn(*lead, 48)
     with torch.inference_mode():
         y = layer(x)
-    assert layer._packed_weight._packed is not None  # the packed kernel ran
+    rows = x.numel() // 48
+    # The packed kernel ran, except for a single row (P.MIN_ROWS), which F.linear computes.
+    assert (layer._packed_weight._packed is not None) == (rows >= P.MIN_ROWS)
     assert y.shape == (*lead, 40) and y.dtype == torch.float32
     torch.testing.assert_close(
         y.double(), closed_form(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-4
     )
+
+
+@needs_onednn
+def test_a_single_row_runs_f_linear_then_more_rows_the_packed_kernel():
+    layer = P.PackedLinear.from_linear(random_linear(48, 40, True))
+    one, two = torch.randn(1, 1, 48), torch.randn(2, 48)
+    with torch.inference_mode():
+        y1 = layer(one)
+        assert layer._packed_weight._packed is None  # one row: not packed
+        y2 = layer(two)
+        assert layer._packed_weight._packed is not None
+    for x, y in ((one, y1), (two, y2)):
+        torch.testing.assert_close(
+            y.double(), closed_form(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-4
+        )
 
 
 @needs_onednn

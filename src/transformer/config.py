@@ -32,6 +32,10 @@ class ModelConfig:
     `init_std=None` is Xavier-uniform linear weights and N(0, 1/d_model) embeddings (the
     paper gives no initialisation); a number draws every linear weight and embedding from
     N(0, init_std²) instead, as BERT, GPT-2 and Hugging Face's MarianMT do (0.02).
+    `activation`: "relu" (the paper's FFN, Eq. 2), "gelu" (exact, erf: BERT) or "gelu_tanh"
+    (GELU's tanh approximation, Hendrycks & Gimpel 2016: GPT-2's "gelu_new").
+    `scale_embedding=True` multiplies token embeddings by √d_model (Section 3.4); GPT-2 and
+    BERT do not (False).
     """
 
     src_vocab_size: int = 37000
@@ -55,6 +59,7 @@ class ModelConfig:
     max_len: int = 1024
     pad_id: int = 0
     init_std: float | None = None
+    scale_embedding: bool = True
 
     def __post_init__(self) -> None:
         for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "n_heads", "d_ff", "max_len"):
@@ -75,7 +80,11 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0.0 <= value < 1.0:  # NaN fails too
                 raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
-        _check_choice("activation", self.activation, ("relu", "gelu"))
+        _check_choice("activation", self.activation, ("relu", "gelu", "gelu_tanh"))
+        if not isinstance(self.scale_embedding, bool):
+            raise ConfigError(
+                f"scale_embedding must be true or false, got {self.scale_embedding!r}"
+            )
         _check_choice("positional", self.positional, ("sinusoidal", "learned"))
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ConfigError(

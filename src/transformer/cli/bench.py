@@ -12,6 +12,7 @@ import importlib
 BENCHES = {
     "attention": ("attention", "the exercise's attention benchmarks + long-sequence table"),
     "decode": ("decode", "greedy/beam sentences/s, cache vs none, vs HF MarianMT generate()"),
+    "lm": ("lm", "GPT training tokens/s vs nanoGPT; generation: KV cache, vs HF generate()"),
     "data": ("data", "Multi30k pipeline: encode vs cache, batches/s, bucketed vs fixed padding"),
     "model": ("model", "training step vs nn.Transformer (tokens/s, MFU); --params: Table 3"),
     "tokenizer": ("tokenizer", "BPE learn/encode vs subword-nmt, HF tokenizers, tiktoken"),

@@ -7,7 +7,10 @@ Beam search reorders the cache and appends one position to it at every step. The
 into one freshly allocated tensor (`out=` writes, one pass). Reading `k` or `v` applies a
 pending reorder.
 
-`use_fast_cache(model)` sets `model.new_cache = FastKVCache`, the factory the decoders call.
+`use_fast_cache(model)` sets `model.new_cache = FastKVCache`, the factory the decoders call;
+for a `GPT`, `GrowingKVCache`: appends write in place into a buffer with spare room (one
+position's copy per step instead of a concatenation of the whole cache: 12% of a Shakespeare
+GPT's sampling step at one row, `transformer bench lm`).
 
 Shape legend: B batch rows, M memory rows, H heads, L cached positions, T new positions,
 S source length, Dh head dim.
@@ -111,7 +114,43 @@ class FastKVCache(KVCache):
             layer.reorder_rows(index, memory_rows)
 
 
+class GrowingLayerCache(LayerCache):
+    """`LayerCache` whose keys/values live in a buffer with room to spare (capacity doubled
+    when full): appending T positions writes them in place, where `torch.cat` copies the whole
+    cache every step; k, v are views of the filled part. Under autograd, plain concatenation."""
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append new keys/values (B, H, T, Dk|Dv) along the position axis; return all."""
+        if torch.is_grad_enabled() and (k.requires_grad or v.requires_grad):
+            return super().append(k, v)
+        n, t = 0 if self.k is None else self.k.size(2), k.size(2)
+        buf_k, buf_v = getattr(self, "_buf", (None, None))
+        if buf_k is None or n + t > buf_k.size(2) or self.k.data_ptr() != buf_k.data_ptr():
+            cap = max(2 * n, n + t, 64)
+            buf_k = k.new_empty(k.size(0), k.size(1), cap, k.size(3))  # (B, H, cap, Dk)
+            buf_v = v.new_empty(v.size(0), v.size(1), cap, v.size(3))
+            if n:
+                buf_k[:, :, :n], buf_v[:, :, :n] = self.k, self.v
+            self._buf = (buf_k, buf_v)
+        buf_k[:, :, n : n + t], buf_v[:, :, n : n + t] = k, v
+        self.k, self.v = buf_k[:, :, : n + t], buf_v[:, :, : n + t]  # (B, H, L + T, Dk|Dv)
+        return self.k, self.v
+
+
+class GrowingKVCache(KVCache):
+    """`KVCache` of `GrowingLayerCache`s: the GPT's cache (sampling never reorders; a
+    reorder selects rows into fresh tensors, and the next append re-buffers them)."""
+
+    def layer(self, i: int) -> LayerCache:
+        while len(self.layers) <= i:
+            self.layers.append(GrowingLayerCache())
+        return self.layers[i]
+
+
 def use_fast_cache(model: nn.Module) -> int:
-    """Give `model` the `FastKVCache` factory (`model.new_cache`); returns 1."""
-    model.new_cache = FastKVCache
+    """Give `model` the `FastKVCache` factory (`model.new_cache`), `GrowingKVCache` for a
+    decoder-only `GPT`; returns 1."""
+    from transformer.models.gpt import GPT
+
+    model.new_cache = GrowingKVCache if isinstance(model, GPT) else FastKVCache
     return 1

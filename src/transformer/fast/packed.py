@@ -16,10 +16,10 @@ embedding) by a `PackedWeight` of that weight.
 Packing is lazy and safe to leave on:
 - the weight is packed on its first eligible call, and again whenever it changed in place
   (`load_state_dict`, an optimizer step: the tensor's version counter says so);
-- a call falls back to `F.linear` whenever autograd records it (training), the input or weight
-  is not float32 on the CPU, the weight was created in inference mode (it has no version
-  counter), or this torch has no usable oneDNN (checked once, on a small product compared
-  with `F.linear`).
+- a call falls back to `F.linear` for a single row (`MIN_ROWS`), whenever autograd records it
+  (training), the input or weight is not float32 on the CPU, the weight was created in
+  inference mode (it has no version counter), or this torch has no usable oneDNN (checked
+  once, on a small product compared with `F.linear`).
 
 Shape legend: N rows (any leading dims), I in_features, O out_features.
 """
@@ -67,6 +67,8 @@ class PackedWeight:
         w = self.weight
         if not (x.is_cpu and w.is_cpu and x.dtype == w.dtype == torch.float32):
             return False
+        if x.numel() < MIN_ROWS * x.shape[-1]:
+            return False  # one row (a GPT sample's step): oneDNN's call cost is not won back
         if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
             return False  # autograd records this call: the plain path has the backward
         if w.is_inference():
@@ -115,6 +117,11 @@ class PackedLinear(nn.Linear):
 # 100k weights (a 256 x 256 projection) the packed product does not win that back: 0.87-1.00x
 # (`python scripts/micro_bench.py linear`, docs/benchmarks.md).
 MIN_WEIGHTS = 100_000
+# Nor for a single row (one sequence's decoding step: GPT sampling one sample): packed /
+# F.linear time 0.2-0.8x for the 192-768-wide layers of the Shakespeare GPT, ~1x for
+# 2304-50257-wide ones (memory-bound there), one thread, 2-core AVX2; from 2 rows on the wide
+# layers win (1.1-2.3x). `transformer bench lm`: +20-25% generated tokens/s at one row.
+MIN_ROWS = 2
 
 
 def pack_for_inference(model: nn.Module, min_weights: int = MIN_WEIGHTS) -> int:

@@ -24,8 +24,17 @@ from transformer.layers.mha import (
 )
 
 
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))), GPT-2's GELU."""
+    return F.gelu(x, approximate="tanh")
+
+
+_ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": _gelu_tanh}
+
+
 class FeedForward(nn.Module):
-    """FFN(x) = act(x W_1 + b_1) W_2 + b_2 (Eq. 2), act = ReLU (paper) or GELU.
+    """FFN(x) = act(x W_1 + b_1) W_2 + b_2 (Eq. 2), act = ReLU (paper), GELU ("gelu", exact)
+    or GELU's tanh approximation ("gelu_tanh", GPT-2's).
 
     (B, T, D) -> (B, T, F) -> (B, T, D).
     """
@@ -34,7 +43,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.linear1 = nn.Linear(d_model, d_ff)  # W_1: D -> F
         self.linear2 = nn.Linear(d_ff, d_model)  # W_2: F -> D
-        self.act = F.relu if activation == "relu" else F.gelu
+        self.act = _ACTIVATIONS[activation]
         init_linear_(self.linear1)
         init_linear_(self.linear2)
 

@@ -57,17 +57,20 @@ class PositionalEncoding(nn.Module):
 
 
 class TokenEmbedding(nn.Module):
-    """Token vectors scaled by √d_model (Section 3.4): ids (B, T) int64 -> (B, T, D).
+    """Token vectors scaled by √d_model (Section 3.4): ids (B, T) int64 -> (B, T, D);
+    `scale=False` leaves them unscaled (GPT-2, BERT).
 
     Initialised N(0, 1/D), so the scaled vectors have unit variance like the sinusoid's
     entries; the same weight (V, D) may be shared with the other side and the output layer.
     """
 
-    def __init__(self, vocab_size: int, d_model: int, padding_idx: int | None = None) -> None:
+    def __init__(
+        self, vocab_size: int, d_model: int, padding_idx: int | None = None, scale: bool = True
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
         self.padding_idx = padding_idx
-        self.scale = math.sqrt(d_model)
+        self.scale = math.sqrt(d_model) if scale else None
         nn.init.normal_(self.weight, std=d_model**-0.5)
         if padding_idx is not None:
             with torch.no_grad():
@@ -75,4 +78,5 @@ class TokenEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         # padding_idx only stops the pad row's gradient (as nn.Embedding does).
-        return nn.functional.embedding(ids, self.weight, self.padding_idx) * self.scale
+        x = nn.functional.embedding(ids, self.weight, self.padding_idx)  # (B, T, D)
+        return x if self.scale is None else x * self.scale

@@ -132,7 +132,7 @@ def read_hf_dir(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Tens
     try:
         hf_config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{path}/config.json: cannot read a BERT config ({err})") from err
+        raise ConfigError(f"{path}/config.json: cannot read a Hugging Face config ({err})") from err
     if (path / "model.safetensors").is_file():
         from safetensors.torch import load_file
 

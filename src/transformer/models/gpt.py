@@ -2,7 +2,8 @@
 
     logits = GPT(cfg)(idx)          # idx (B, T) int64 -> (B, T, V), V = cfg.tgt_vocab_size
 
-Token embedding ×√d_model plus positions, dropout, `cfg.n_decoder_layers` blocks of causal
+Token embedding (×√d_model unless `cfg.scale_embedding` is False, as in GPT-2) plus positions
+(`cfg.positional`), dropout, `cfg.n_decoder_layers` blocks of causal
 self-attention + FFN (the Transformer decoder layer without cross-attention), a final
 LayerNorm for pre-norm, and a linear layer over the vocabulary (tied to the embedding when
 `cfg.tie_output`). No padding mask: every id is a token (pad_id is not special here).
@@ -31,7 +32,7 @@ class GPT(nn.Module):
         super().__init__()
         self.config = cfg = config
         d = cfg.d_model
-        self.embed = TokenEmbedding(cfg.tgt_vocab_size, d)
+        self.embed = TokenEmbedding(cfg.tgt_vocab_size, d, scale=cfg.scale_embedding)
         self.pos = PositionalEncoding(cfg.positional, cfg.max_len, d)
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(

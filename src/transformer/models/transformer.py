@@ -83,11 +83,12 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = cfg = config
         d = cfg.d_model
-        self.src_embed = TokenEmbedding(cfg.src_vocab_size, d, cfg.pad_id)
+        scale = cfg.scale_embedding
+        self.src_embed = TokenEmbedding(cfg.src_vocab_size, d, cfg.pad_id, scale)
         self.tgt_embed = (
             self.src_embed
             if cfg.share_embeddings
-            else TokenEmbedding(cfg.tgt_vocab_size, d, cfg.pad_id)
+            else TokenEmbedding(cfg.tgt_vocab_size, d, cfg.pad_id, scale)
         )
         self.src_pos = PositionalEncoding(cfg.positional, cfg.max_len, d)
         self.tgt_pos = (

@@ -20,7 +20,8 @@ def _describe(module: nn.Module) -> str:
     if type(module).__name__ == "PositionalEncoding":
         return f"PositionalEncoding({module.kind}, max_len {module.max_len})"
     if type(module).__name__ == "TokenEmbedding":
-        return f"TokenEmbedding({module.weight.shape[0]} × {module.weight.shape[1]}, ×√d_model)"
+        scale = ", ×√d_model" if module.scale is not None else ""
+        return f"TokenEmbedding({module.weight.shape[0]} × {module.weight.shape[1]}{scale})"
     if isinstance(module, nn.Dropout) or type(module).__name__ == "Dropout":
         return f"Dropout(p={module.p})"
     return type(module).__name__
