@@ -244,7 +244,7 @@ def attend_decode(args) -> None:
     batch, the first 512 test sentences) with the single-query bmm path allowed as shipped
     and with it switched off (SDPA for every call), alternately, median of 6 rounds."""
     import transformer.fast.attend as A
-    from transformer.bench import decode as bench
+    from benchmarks import decode as bench
 
     src, ref_len = bench._tokenized(args.data_dir, 512)
     batches = bench._batches(src, ref_len, 64, per_sentence=False)
@@ -283,7 +283,7 @@ def skip_padding(args) -> None:
     1,024 test sentences in batches of 64, each batch decoded by both variants back to back
     (which goes first alternates), greedy without scores and beam 4, cached, packed."""
     import transformer.fast.padding as padding
-    from transformer.bench import decode as bench
+    from benchmarks import decode as bench
 
     skipping = padding._padding_of  # None: the padded computation (the reference layers')
     padded = lambda mask, x: None  # noqa: E731
@@ -313,7 +313,7 @@ def decode_speed(args) -> None:
     """Sentences/s of our cached greedy (without scores) and beam 4 decoding on the first 256
     test sentences (batches of 64), median of 3: run it alternately against an older
     checkout, `PYTHONPATH=<old>/src python scripts/micro_bench.py decode-speed`."""
-    from transformer.bench import decode as bench
+    from benchmarks import decode as bench
 
     src, ref_len = bench._tokenized(args.data_dir, 256)
     batches = bench._batches(src, ref_len, 64, per_sentence=False)
