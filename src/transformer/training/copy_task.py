@@ -62,7 +62,6 @@ DEMO_CONFIG: dict[str, dict[str, object]] = {
         "n_encoder_layers": 1,
         "n_decoder_layers": 1,
         "dropout": 0.0,
-        "label_smoothing": 0.0,
         "max_len": 64,
     },
     "data": {
@@ -75,6 +74,7 @@ DEMO_CONFIG: dict[str, dict[str, object]] = {
     },
     "train": {
         "seed": 0,
+        "label_smoothing": 0.0,
         "max_steps": 1000,
         "warmup": 100,
         "lr_scale": 0.2,
