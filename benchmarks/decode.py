@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory holding multi30k/ (default: $TRANSFORMER_DATA or the download cache)",
     )
     parser.add_argument(
-        "--sentences", type=int, default=1000, help="first N test sentences (default: all 1000)"
+        "--sentences", type=int, default=None, help="first N test sentences (default: all)"
     )
     parser.add_argument(
         "--slow-sentences",
@@ -72,8 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _tokenized(data_dir: str | None, n: int) -> tuple[list[list[int]], list[int]]:
-    """Source ids and reference lengths (in tokens, +1 for </s>) of the first n test pairs."""
+def _tokenized(data_dir: str | None, n: int | None) -> tuple[list[list[int]], list[int]]:
+    """Source ids and reference lengths (in tokens, +1 for </s>) of the first n test pairs
+    (None: all)."""
     from tokenizers import ByteLevelBPETokenizer
 
     from transformer.data.corpus import read_lines
@@ -228,7 +229,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     tune_malloc()  # as `translate` does; process-wide, so Hugging Face gets it too
-    if min(args.sentences, args.slow_sentences, args.batch_size, args.repeats) < 1:
+    sizes = [args.slow_sentences, args.batch_size, args.repeats]
+    if min(sizes + ([] if args.sentences is None else [args.sentences])) < 1:
         raise UserError("--sentences, --slow-sentences, --batch-size and --repeats must be >= 1")
     hf = not args.no_hf
     if hf:
