@@ -21,8 +21,8 @@ demo: $(STAMP)
 	$(VENV)/bin/transformer demo
 
 test: $(STAMP)
-	$(PY) -m ruff check src tests
-	$(PY) -m ruff format --check src tests
+	$(PY) -m ruff check src tests scripts benchmarks
+	$(PY) -m ruff format --check src tests scripts benchmarks
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)
@@ -32,8 +32,8 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests
-	$(PY) -m ruff format --check src tests
+	$(PY) -m ruff check src tests scripts benchmarks
+	$(PY) -m ruff format --check src tests scripts benchmarks
 
 bench: $(STAMP)
 	$(VENV)/bin/transformer bench attention

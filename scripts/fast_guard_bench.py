@@ -39,8 +39,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+# This checkout's benchmarks/ (its model definitions and timing helper serve both revisions,
+# whose `transformer` comes from PYTHONPATH).
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import BOS, EOS, MULTI30K_VOCAB, PAD, median_seconds, multi30k_config
 
 CASES = ("step", "step-base", "greedy", "beam4", "encode", "attention", "exercise")
 SLOWER = 0.95  # HEAD's speed below 95% of BASE's: a figure fell by more than 5%
@@ -84,14 +88,12 @@ def _step_case(quick: bool, base: bool):
     from transformer.training.loss import label_smoothed_cross_entropy
     from transformer.training.optim import build_adam
 
-    vocab = 8188
+    vocab = MULTI30K_VOCAB
     if base:
         cfg = ModelConfig.preset("base", src_vocab_size=vocab, tgt_vocab_size=vocab)
         tokens = 256 if quick else 1024
     else:
-        cfg = ModelConfig.preset("base", d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=3,
-                                 n_decoder_layers=3, dropout=0.1, src_vocab_size=vocab,
-                                 tgt_vocab_size=vocab, share_embeddings=True)  # fmt: skip
+        cfg = multi30k_config(vocab)
         tokens = 256 if quick else 2048
     torch.manual_seed(0)
     model = _prepare_model(Transformer(cfg).train(), decoding=False)
@@ -111,18 +113,16 @@ def _step_case(quick: bool, base: bool):
 def _decode_model_and_sources(quick: bool):
     import torch
 
-    from transformer.config import ModelConfig
     from transformer.models import Transformer
 
-    vocab = 8000
-    size = dict(d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=3, n_decoder_layers=3)
-    cfg = ModelConfig(src_vocab_size=vocab, tgt_vocab_size=vocab, max_len=512, pad_id=0, **size)
+    vocab = 8000  # as `transformer bench decode`
+    cfg = multi30k_config(vocab, max_len=512)
     torch.manual_seed(0)
     model = _prepare_model(Transformer(cfg).eval(), decoding=True)
     gen = torch.Generator().manual_seed(1)
     n = 16 if quick else 64
     lengths = torch.randint(8, 31, (n,), generator=gen)
-    src = torch.zeros(n, int(lengths.max()), dtype=torch.long)
+    src = torch.full((n, int(lengths.max())), PAD, dtype=torch.long)
     for row, length in enumerate(lengths.tolist()):
         src[row, :length] = torch.randint(4, vocab, (length,), generator=gen)
     out_len = (lengths.float() * 1.1).long().clamp(min=1)
@@ -133,7 +133,7 @@ def _decode_case(quick: bool, beam: int):
     from transformer.decoding import SpecialIds, beam_search, greedy_decode
 
     model, src, out_len = _decode_model_and_sources(quick)
-    ids = SpecialIds(bos=1, eos=2, pad=0)
+    ids = SpecialIds(bos=BOS, eos=EOS, pad=PAD)
     if quick:
         out_len = out_len.clamp(max=4)
     if beam == 1:
@@ -206,9 +206,8 @@ def _build(case: str, quick: bool):
         return _step_case(quick, base=case == "step-base")
     if case in ("greedy", "beam4"):
         return _decode_case(quick, beam=1 if case == "greedy" else 4)
-    return {"encode": _encode_case, "attention": _attention_case, "exercise": _exercise_case}[
-        case
-    ](quick)
+    cases = {"encode": _encode_case, "attention": _attention_case, "exercise": _exercise_case}
+    return cases[case](quick)
 
 
 def child(args: argparse.Namespace) -> None:
@@ -218,14 +217,8 @@ def child(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     _tune_malloc()
     fn = _build(args.child, args.quick)
-    for _ in range(args.warmup):
-        fn()
-    times = []
-    for _ in range(args.iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    print(json.dumps({"case": args.child, "seconds": statistics.median(times)}))
+    seconds = median_seconds(fn, args.iters, args.warmup)
+    print(json.dumps({"case": args.child, "seconds": seconds}))
 
 
 # ---- the parent: worktrees, alternation, the table ---------------------------------------
@@ -236,9 +229,7 @@ def _checkout(rev: str, tmp: Path, name: str) -> tuple[Path, bool]:
     if Path(rev).is_dir():
         return Path(rev).resolve(), False
     path = tmp / name
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", "-q", str(path), rev], check=True
-    )
+    subprocess.run(["git", "worktree", "add", "--detach", "-q", str(path), rev], check=True)
     return path, True
 
 

@@ -27,14 +27,17 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-PAD, BOS, EOS = 0, 1, 2  # the tokenizer's special tokens, in this order
-SPECIALS = ["<pad>", "<s>", "</s>"]
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the checkout's benchmarks/
+from benchmarks.common import BOS, EOS, PAD, marian_config
+
+SPECIALS = ["<pad>", "<s>", "</s>"]  # the tokenizer's special tokens: ids PAD, BOS, EOS
 
 
 def _lines(split: str, lang: str, data_dir: str) -> list[str]:
@@ -59,15 +62,15 @@ def _tokenizer(out: Path, data_dir: str | None = None, vocab: int = 8000):
 
 
 def _model(vocab: int, scale_embedding: bool = False):
-    from transformers import MarianConfig, MarianMTModel
+    from transformers import MarianMTModel
 
-    cfg = MarianConfig(
-        vocab_size=vocab, d_model=256, encoder_layers=3, decoder_layers=3,
-        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=1024,
-        decoder_ffn_dim=1024, dropout=0.1, max_position_embeddings=256, pad_token_id=PAD,
-        eos_token_id=EOS, decoder_start_token_id=BOS, forced_eos_token_id=None,
+    cfg = marian_config(
+        vocab,
+        dropout=0.1,
+        max_position_embeddings=256,
+        forced_eos_token_id=None,
         scale_embedding=scale_embedding,
-    )  # fmt: skip
+    )
     return MarianMTModel(cfg)
 
 

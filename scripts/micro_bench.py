@@ -24,37 +24,30 @@ only uses the public API, so it also runs against an older checkout of the packa
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the checkout's benchmarks/
+from benchmarks.common import MULTI30K_VOCAB as VOCAB
+from benchmarks.common import PAD, marian_config, median_seconds, multi30k_config
+from benchmarks.common import alternate as _alternate
+
 
 def _median_ms(fn, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
-VOCAB = 8188
+    return median_seconds(fn, repeats, warmup) * 1e3
 
 
 def _model_and_batch(tokens: int):
     """The Multi30k-sized model in train mode and a random batch: src (B, 16), tgt (B, 17)
     int64 with B = tokens // 16."""
-    from transformer.config import ModelConfig
     from transformer.models import Transformer
 
     torch.manual_seed(0)
-    cfg = ModelConfig.preset("base", d_model=256, n_heads=4, d_ff=1024, n_encoder_layers=3,
-                             n_decoder_layers=3, dropout=0.1, src_vocab_size=VOCAB,
-                             tgt_vocab_size=VOCAB, share_embeddings=True)
+    cfg = multi30k_config(VOCAB)
     rows = tokens // 16
     src, tgt = torch.randint(4, VOCAB, (rows, 16)), torch.randint(4, VOCAB, (rows, 17))
     model = Transformer(cfg).train()
@@ -85,7 +78,7 @@ def step(args) -> None:
     def one_step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             logits = forward(src, tgt[:, :-1])  # (B, T, V)
-        sums = label_smoothed_cross_entropy(logits, tgt[:, 1:], 0.1, 0)
+        sums = label_smoothed_cross_entropy(logits, tgt[:, 1:], 0.1, PAD)
         (sums.loss / sums.n_tokens).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -95,53 +88,46 @@ def step(args) -> None:
         one_step()
     warm = time.perf_counter() - start
     ms = _median_ms(one_step, 8, 0)
-    print(f"step: {rows * 16} target tokens, {ms:.0f} ms, {rows * 16 / ms * 1e3:.0f} tokens/s "
-          f"(threads {torch.get_num_threads()}, bf16 {args.bf16}, malloc {not args.no_malloc}, "
-          f"compile {args.compile}: 3 warm-up steps {warm:.1f} s)")
+    print(
+        f"step: {rows * 16} target tokens, {ms:.0f} ms, {rows * 16 / ms * 1e3:.0f} tokens/s "
+        f"(threads {torch.get_num_threads()}, bf16 {args.bf16}, malloc {not args.no_malloc}, "
+        f"compile {args.compile}: 3 warm-up steps {warm:.1f} s)"
+    )
 
 
 def step_hf(args) -> None:
     """Our step against MarianMT's (`pip install -e .[bench]`) at the same size, on the same
     random batch, both float32 with Adam and label smoothing 0.1, alternated, median of 8."""
-    from transformers import MarianConfig, MarianMTModel
+    from transformers import MarianMTModel
 
     from transformer.training.loss import label_smoothed_cross_entropy
     from transformer.training.optim import build_adam
 
     ours, src, tgt = _model_and_batch(args.tokens)
     V, rows = VOCAB, src.size(0)
-    hf = MarianMTModel(MarianConfig(
-        vocab_size=V, d_model=256, encoder_layers=3, decoder_layers=3,
-        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=1024,
-        decoder_ffn_dim=1024, dropout=0.1, pad_token_id=0, decoder_start_token_id=1,
-        eos_token_id=2, max_position_embeddings=256)).train()
+    hf = MarianMTModel(marian_config(V, dropout=0.1, max_position_embeddings=256)).train()
     opt_ours, opt_hf = build_adam(ours), torch.optim.Adam(hf.parameters(), 1e-4, (0.9, 0.98))
 
     def step_ours():
-        sums = label_smoothed_cross_entropy(ours(src, tgt[:, :-1]), tgt[:, 1:], 0.1, 0)
+        sums = label_smoothed_cross_entropy(ours(src, tgt[:, :-1]), tgt[:, 1:], 0.1, PAD)
         (sums.loss / sums.n_tokens).backward()
         opt_ours.step()
         opt_ours.zero_grad(set_to_none=True)
 
     def step_hf():
         logits = hf(input_ids=src, decoder_input_ids=tgt[:, :-1]).logits  # (B, T, V)
-        F.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(), label_smoothing=0.1,
-                        ignore_index=0).backward()
+        F.cross_entropy(
+            logits.flatten(0, 1), tgt[:, 1:].flatten(), label_smoothing=0.1, ignore_index=PAD
+        ).backward()
         opt_hf.step()
         opt_hf.zero_grad(set_to_none=True)
 
-    times = {"ours": [], "hf": []}
-    for fn in (step_ours, step_hf, step_ours, step_hf):  # warm-up
-        fn()
-    for _ in range(8):
-        for name, fn in (("ours", step_ours), ("hf", step_hf)):
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    a, b = (statistics.median(times[k]) for k in ("ours", "hf"))
+    a, b = (ms / 1e3 for ms in _alternate(step_ours, step_hf, rounds=8, calls=1))
     n = rows * 16
-    print(f"step of {n} target tokens, float32, threads {torch.get_num_threads()}: ours "
-          f"{n / a:.0f} tokens/s, MarianMT {n / b:.0f} tokens/s, {b / a:.2f}x")
+    print(
+        f"step of {n} target tokens, float32, threads {torch.get_num_threads()}: ours "
+        f"{n / a:.0f} tokens/s, MarianMT {n / b:.0f} tokens/s, {b / a:.2f}x"
+    )
 
 
 def loss(args) -> None:
@@ -166,8 +152,9 @@ def loss(args) -> None:
         x.grad = None
 
     a, b = _median_ms(ours, 15, 3), _median_ms(reference, 15, 3)
-    print(f"loss forward + backward (2048 x 8188): ours {a:.1f} ms, autograd {b:.1f} ms, "
-          f"{b / a:.2f}x")
+    print(
+        f"loss forward + backward (2048 x 8188): ours {a:.1f} ms, autograd {b:.1f} ms, {b / a:.2f}x"
+    )
 
 
 def dropout(args) -> None:
@@ -177,8 +164,10 @@ def dropout(args) -> None:
     g = torch.randn(128, 16, 256)
     a = _median_ms(lambda: our_dropout(x, 0.1).backward(g), 100, 10)
     b = _median_ms(lambda: F.dropout(x, 0.1, True).backward(g), 100, 10)
-    print(f"dropout forward + backward (128, 16, 256), p 0.1: ours {a:.2f} ms, "
-          f"F.dropout {b:.2f} ms, {b / a:.2f}x")
+    print(
+        f"dropout forward + backward (128, 16, 256), p 0.1: ours {a:.2f} ms, "
+        f"F.dropout {b:.2f} ms, {b / a:.2f}x"
+    )
 
 
 def linear(args) -> None:
@@ -195,8 +184,10 @@ def linear(args) -> None:
         sizes = ((8, 8), (256, 768), (256, 256), (256, 1024), (1024, 256), (256, VOCAB))
         for n_in, n_out in sizes:  # (8, 8): the fixed cost of a call
             plain_ms, packed_ms = _linear_pair(rows, n_in, n_out)
-            print(f"| {rows} | {n_in} | {n_out} | {plain_ms:.3f} | {packed_ms:.3f} | "
-                  f"{plain_ms / packed_ms:.2f}x |")
+            print(
+                f"| {rows} | {n_in} | {n_out} | {plain_ms:.3f} | {packed_ms:.3f} | "
+                f"{plain_ms / packed_ms:.2f}x |"
+            )
 
 
 def _linear_pair(rows: int, n_in: int, n_out: int) -> tuple[float, float]:
@@ -219,8 +210,10 @@ def attend_one(args) -> None:
     for batch, queries in ((64, 1), (256, 1), (64, 4), (64, 8)):
         for keys in (16, 32, 64):
             sdpa_ms, ours_ms = _attend_pair(batch, keys, queries)
-            print(f"| {batch * 4} | {queries} | {keys} | {sdpa_ms:.3f} | {ours_ms:.3f} | "
-                  f"{sdpa_ms / ours_ms:.2f}x |")
+            print(
+                f"| {batch * 4} | {queries} | {keys} | {sdpa_ms:.3f} | {ours_ms:.3f} | "
+                f"{sdpa_ms / ours_ms:.2f}x |"
+            )
 
 
 def _attend_pair(batch: int, keys: int, queries: int) -> tuple[float, float]:
@@ -244,7 +237,7 @@ def attend_decode(args) -> None:
     batch, the first 512 test sentences) with the single-query bmm path allowed as shipped
     and with it switched off (SDPA for every call), alternately, median of 6 rounds."""
     import transformer.fast.attend as A
-    from transformer.bench import decode as bench
+    from benchmarks import decode as bench
 
     src, ref_len = bench._tokenized(args.data_dir, 512)
     batches = bench._batches(src, ref_len, 64, per_sentence=False)
@@ -260,8 +253,10 @@ def attend_decode(args) -> None:
         sdpa_ms, ours_ms = _alternate(lambda: decode(10**9), lambda: decode(shipped), 6, 1)
     finally:
         A._BMM_MIN_ROWS = shipped
-    print(f"beam {args.beam}, 512 sentences: SDPA only {sdpa_ms / 1e3:.2f} s, as shipped "
-          f"{ours_ms / 1e3:.2f} s, {sdpa_ms / ours_ms:.3f}x")
+    print(
+        f"beam {args.beam}, 512 sentences: SDPA only {sdpa_ms / 1e3:.2f} s, as shipped "
+        f"{ours_ms / 1e3:.2f} s, {sdpa_ms / ours_ms:.3f}x"
+    )
 
 
 def row_max(args) -> None:
@@ -273,8 +268,10 @@ def row_max(args) -> None:
         plain_ms, ours_ms = _alternate(
             lambda x=logits: x.max(dim=-1), lambda x=logits: ours(x), rounds=9, calls=100
         )
-        print(f"({rows}, {VOCAB}): max {plain_ms:.3f} ms, row_max {ours_ms:.3f} ms, "
-              f"{plain_ms / ours_ms:.2f}x")
+        print(
+            f"({rows}, {VOCAB}): max {plain_ms:.3f} ms, row_max {ours_ms:.3f} ms, "
+            f"{plain_ms / ours_ms:.2f}x"
+        )
 
 
 def skip_padding(args) -> None:
@@ -283,7 +280,7 @@ def skip_padding(args) -> None:
     1,024 test sentences in batches of 64, each batch decoded by both variants back to back
     (which goes first alternates), greedy without scores and beam 4, cached, packed."""
     import transformer.fast.padding as padding
-    from transformer.bench import decode as bench
+    from benchmarks import decode as bench
 
     skipping = padding._padding_of  # None: the padded computation (the reference layers')
     padded = lambda mask, x: None  # noqa: E731
@@ -294,8 +291,10 @@ def skip_padding(args) -> None:
     src, ref_len = bench._tokenized(args.data_dir, 1024)
     batches = bench._batches(src, ref_len, 64, per_sentence=False)
     try:
-        for name, run in (("greedy", bench._ours(True, 1, with_scores=False)),
-                          ("beam 4", bench._ours(True, 4))):
+        for name, run in (
+            ("greedy", bench._ours(True, 1, with_scores=False)),
+            ("beam 4", bench._ours(True, 4)),
+        ):
             total = {0: 0.0, 1: 0.0}  # 0: padded, 1: skipping
             for i, batch in enumerate(batches):
                 for which in (0, 1) if i % 2 else (1, 0):
@@ -303,8 +302,10 @@ def skip_padding(args) -> None:
                     start = time.perf_counter()
                     run(*batch)
                     total[which] += time.perf_counter() - start
-            print(f"{name}: padded {total[0]:.2f} s, skipping {total[1]:.2f} s, "
-                  f"{total[0] / total[1]:.3f}x")
+            print(
+                f"{name}: padded {total[0]:.2f} s, skipping {total[1]:.2f} s, "
+                f"{total[0] / total[1]:.3f}x"
+            )
     finally:
         use(skipping)
 
@@ -313,35 +314,17 @@ def decode_speed(args) -> None:
     """Sentences/s of our cached greedy (without scores) and beam 4 decoding on the first 256
     test sentences (batches of 64), median of 3: run it alternately against an older
     checkout, `PYTHONPATH=<old>/src python scripts/micro_bench.py decode-speed`."""
-    from transformer.bench import decode as bench
+    from benchmarks import decode as bench
 
     src, ref_len = bench._tokenized(args.data_dir, 256)
     batches = bench._batches(src, ref_len, 64, per_sentence=False)
-    for name, run in (("greedy", bench._ours(True, 1, with_scores=False)),
-                      ("beam 4", bench._ours(True, 4))):
+    for name, run in (
+        ("greedy", bench._ours(True, 1, with_scores=False)),
+        ("beam 4", bench._ours(True, 4)),
+    ):
         run(*batches[0])
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            for batch in batches:
-                run(*batch)
-            times.append(time.perf_counter() - start)
-        print(f"{name}: {256 / statistics.median(times):.1f} sentences/s")
-
-
-def _alternate(a, b, rounds: int, calls: int) -> tuple[float, float]:
-    """Median ms per call of a and b, timed in alternating rounds (same load for both)."""
-    times_a, times_b = [], []
-    for fn in (a, b):
-        for _ in range(3):
-            fn()
-    for _ in range(rounds):
-        for fn, times in ((a, times_a), (b, times_b)):
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            times.append((time.perf_counter() - start) / calls * 1e3)
-    return statistics.median(times_a), statistics.median(times_b)
+        seconds = median_seconds(lambda run=run: [run(*batch) for batch in batches], 3)
+        print(f"{name}: {256 / seconds:.1f} sentences/s")
 
 
 def main() -> None:
@@ -349,8 +332,16 @@ def main() -> None:
     parser.add_argument(
         "what",
         choices=[
-            "step", "step-hf", "loss", "dropout", "linear", "attend-one", "attend-decode",
-            "row-max", "skip-padding", "decode-speed",
+            "step",
+            "step-hf",
+            "loss",
+            "dropout",
+            "linear",
+            "attend-one",
+            "attend-decode",
+            "row-max",
+            "skip-padding",
+            "decode-speed",
         ],
     )
     parser.add_argument("--beam", type=int, default=4)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from transformer.bench import attention as bench
+from benchmarks import attention as bench
 from transformer.cli import main
 
 

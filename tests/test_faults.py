@@ -42,7 +42,6 @@ TINY = {
         "n_encoder_layers": 1,
         "n_decoder_layers": 1,
         "dropout": 0.1,
-        "label_smoothing": 0.1,
         "max_len": 32,
     },
     "data": {
@@ -54,6 +53,7 @@ TINY = {
         "max_tokens": 48,
     },
     "train": {
+        "label_smoothing": 0.1,
         "max_steps": 12,
         "warmup": 4,
         "log_every": 2,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from transformer.bench import model as bench_model
+from benchmarks import model as bench_model
 from transformer.cli import main
 from transformer.config import ModelConfig
 from transformer.models import Transformer, count_parameters

@@ -97,7 +97,7 @@ def test_mlm_loss_is_the_mean_cross_entropy_of_the_chosen():
     rows = [[2, 5, 6, 7, 8, 3], [2, 9, 10, 3], [2, 11, 12, 13, 14, 15, 16, 3]]
     batch = next(iter(MLMBatcher(*ragged(rows), 64, masking=MASKING, seed=5)))
     with torch.no_grad():
-        loss, nll = MLMTask().loss(model, batch, model.config, torch.device("cpu"), False)
+        loss, nll = MLMTask().loss(model, batch, model.config, torch.device("cpu"), False, 0.0)
         logits = model(batch.inputs)  # (B, T, V): the head on every position
     direct = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten(), reduction="sum",
                              ignore_index=IGNORE)  # fmt: skip

@@ -93,3 +93,31 @@ def test_multi30k_configs_hold_the_recipe(pair: str) -> None:
     assert (d.split_punct, d.max_tokens) == (True, 1024)
     assert (t.max_steps, t.max_minutes, t.warmup, t.warmup_fraction) == ("auto", 60, 600, 0.0)
     assert (t.lr_scale, t.schedule, t.amp, t.keep_last) == (0.424, "linear", "native", 5)
+
+
+def test_label_smoothing_of_an_older_config_under_model_moves_to_train(tmp_path) -> None:
+    """Older config.toml files (and checkpoints) kept ε_ls under [model]; the loss reads it
+    from [train] now: an old file keeps its value, a [train] value wins over it."""
+    old = tmp_path / "config.toml"
+    old.write_text('[model]\npreset = "tiny"\nlabel_smoothing = 0.0\n[train]\nwarmup = 4\n')
+    run = RunConfig.from_toml(old)
+    assert run.train.label_smoothing == 0.0 and not hasattr(run.model, "label_smoothing")
+    both = RunConfig.from_toml(old, ["train.label_smoothing=0.2"])
+    assert both.train.label_smoothing == 0.2
+    assert ModelConfig.from_dict({"label_smoothing": 0.1}) == ModelConfig()
+    assert "label_smoothing" in RunConfig.from_toml(old).to_toml().split("[train]")[1]
+    with pytest.raises(ConfigError, match=r"train\.label_smoothing"):
+        TrainConfig(label_smoothing=1.0)
+
+
+def test_val_bleu_all_takes_the_whole_validation_split() -> None:
+    from transformer.decoding import SpecialIds
+    from transformer.training.val_bleu import BleuProbe
+
+    assert TrainConfig(val_bleu="all").val_bleu == "all"
+    with pytest.raises(ConfigError, match=r'train\.val_bleu must be an integer >= 0 or "all"'):
+        TrainConfig(val_bleu="some")
+    sources, refs = [[4, 5], [6], [7, 8]], ["a", "b", "c"]
+    probe = BleuProbe.sample(sources, refs, "all", str, SpecialIds(bos=1, eos=2, pad=0))
+    assert probe == BleuProbe.sample(sources, refs, 3, str, SpecialIds(bos=1, eos=2, pad=0))
+    assert len(probe.sources) == 3

@@ -43,10 +43,10 @@ def lm_config(text_file, *overrides: str) -> RunConfig:
             "norm_first": True,
             "positional": "learned",
             "dropout": 0.1,
-            "label_smoothing": 0.0,
         },
         "data": {"task": "lm", "text_file": str(text_file), "block_size": 16, "batch_size": 4},
         "train": {
+            "label_smoothing": 0.0,
             "max_steps": 14,
             "warmup": 3,
             "schedule": "cosine",

@@ -37,7 +37,6 @@ SMALL = {
         "n_encoder_layers": 1,
         "n_decoder_layers": 1,
         "dropout": 0.1,
-        "label_smoothing": 0.1,
         "max_len": 32,
     },
     "data": {
@@ -49,6 +48,7 @@ SMALL = {
         "max_tokens": 48,
     },
     "train": {
+        "label_smoothing": 0.1,
         "max_steps": 16,
         "warmup": 4,
         "log_every": 2,
@@ -124,7 +124,7 @@ def test_ctrl_c_saves_and_resumes_exactly(tmp_path) -> None:
 
 
 def test_accumulation_normalises_by_the_steps_token_count(tmp_path) -> None:
-    run = small("model.dropout=0.0", "model.label_smoothing=0.0", "train.accum_steps=3")
+    run = small("model.dropout=0.0", "train.label_smoothing=0.0", "train.accum_steps=3")
     data, model_cfg = build_data(run, tmp_path)
     model = Transformer(model_cfg)
     reference = copy.deepcopy(model)

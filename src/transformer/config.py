@@ -28,7 +28,6 @@ class ModelConfig:
     sets d_k alone.
     `norm_first=False` is the paper's post-norm LayerNorm(x + Sublayer(x)) (Section 3.1);
     True is pre-norm x + Sublayer(LayerNorm(x)), with a final LayerNorm after each stack.
-    `label_smoothing` is the ε_ls of Table 3; the loss reads it from here.
     `init_std=None` is Xavier-uniform linear weights and N(0, 1/d_model) embeddings (the
     paper gives no initialisation); a number draws every linear weight and embedding from
     N(0, init_std²) instead, as BERT, GPT-2 and Hugging Face's MarianMT do (0.02).
@@ -49,7 +48,6 @@ class ModelConfig:
     d_v: int | None = None
     dropout: float = 0.1
     attention_dropout: float = 0.0
-    label_smoothing: float = 0.1
     activation: str = "relu"
     share_embeddings: bool = True
     tie_output: bool = True
@@ -76,7 +74,7 @@ class ModelConfig:
                 f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}) "
                 "unless d_k and d_v are given"
             )
-        for name in ("dropout", "attention_dropout", "label_smoothing"):
+        for name in ("dropout", "attention_dropout"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0.0 <= value < 1.0:  # NaN fails too
                 raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
@@ -125,7 +123,10 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Self:
-        """Build from a mapping; an unknown key raises ConfigError naming it."""
+        """Build from a mapping; an unknown key raises ConfigError naming it. A
+        `label_smoothing` key (older config.toml files and checkpoints kept the loss's ε_ls
+        with the model; it is `TrainConfig.label_smoothing` now) is ignored here."""
+        values = {k: v for k, v in values.items() if k != LEGACY_LABEL_SMOOTHING}
         return _from_dict(cls, values, "model")
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +137,10 @@ class ModelConfig:
 
 
 # The paper's Table 3 (base, big) and a model small enough for a laptop CPU.
+# A [model] key of older config.toml files and checkpoints: the loss's ε_ls, read by the loss
+# from [train] now (`RunConfig.from_dict` moves an old one there).
+LEGACY_LABEL_SMOOTHING = "label_smoothing"
+
 PRESETS: dict[str, dict[str, Any]] = {
     "base": {},
     "big": {"d_model": 1024, "d_ff": 4096, "n_heads": 16, "dropout": 0.3},

@@ -29,6 +29,7 @@ from torch import nn
 
 from transformer.config import ConfigError, ModelConfig
 from transformer.tokenizers import TokenizerError, WordPiece, load_tokenizer
+from transformer.tokenizers.specials import BOS_ID, EOS_ID, PAD_ID
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig
 from transformer.training.task import task_for
@@ -43,7 +44,7 @@ class IdTokenizer:
     """For runs without a tokenizer (the copy task): a line is whitespace-separated token ids
     (specials 0-3: <pad> <s> </s> <unk>); output ids are printed the same way."""
 
-    pad_id, bos_id, eos_id = 0, 1, 2
+    pad_id, bos_id, eos_id = PAD_ID, BOS_ID, EOS_ID
 
     def __init__(self, vocab_size: int) -> None:
         self.vocab_size = vocab_size

@@ -5,7 +5,7 @@ Files are `<root>/multi30k/<split>.<lang>.gz` where `<root>` is `data_dir`, else
 `multi30k` is used as the corpus directory). Missing files are downloaded from the dataset's
 public origin (github.com/multi30k/dataset, `data/task1/raw/` at a pinned commit; the base
 URL is configurable for mirrors) and checked against their sha256; a file already on disk is
-re-hashed against it each time it is used (`verify`; about 10 ms for the training split).
+re-hashed against it each time it is used (`verify`: cheap next to reading it).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ so a staged (coordinate) search tries each group with the best of the earlier st
 3. "beam": every beam size with that alpha and rule;
 4. "alpha": alpha -/+ `refine` around the best, at the best beam.
 
-That is 4 greedy and 8 + 2 + 2 beam decodes by default: about 3 minutes for the 1,014 Multi30k
-validation sentences on 2 CPU cores where beam 4 decodes ~160 sentences/s. A candidate already
+That is 4 greedy and 8 + 2 + 2 beam decodes of the split by default (its cost: beam 4's
+sentences/s in docs/benchmarks.md, times about 12). A candidate already
 scored (the same search on the same weights) is not decoded again. The winner is the highest
 sacreBLEU (cased, 13a) over every candidate, greedy included; on a tie the earlier (cheaper)
 candidate stays. Flags given with --choose fix their settings (a grid of one value).

@@ -2,15 +2,15 @@
 
 The same function as `transformer.attention.attention` (Vaswani et al. 2017, Eq. 1) with the
 same mask meaning (True = hidden) and the same zero vector for a fully-masked query, computed:
-- by torch's fused `F.scaled_dot_product_attention` (SDPA) by default: as fast as broadcasting
-  or faster at every size measured, 2.4-6.4x at 512-2048 tokens, and it never materialises the
-  (T, S) weights; `is_causal=True` where T == S, so no (T, S) mask is built;
+- by torch's fused `F.scaled_dot_product_attention` (SDPA) by default: never slower than
+  broadcasting, much faster on long sequences, and it never materialises the (T, S) weights;
+  `is_causal=True` where T == S, so no (T, S) mask is built;
 - by broadcasting (matmul, masked softmax, matmul) when the weights are asked for, and in one
   measured corner: one intra-op thread, autograd recording, T <= 8 queries over
-  B·H·S >= 16384 keys (1.1-1.6x faster forward + backward);
+  B·H·S >= 16384 keys, where it beats SDPA forward + backward;
 - by two batched matrix products (`torch.bmm`) for beam search's steps on the CPU: T <= 8
   queries that each see every key, >= 1024 (batch, head, query) rows, nothing recorded for
-  autograd (1.2-2.7x SDPA's flash kernel; greedy's 256 rows keep SDPA).
+  autograd, where it beats SDPA's flash kernel (greedy's 256 rows keep SDPA).
 Whether this torch's CPU SDPA already gives fully-masked queries zeros (torch >= 2.5) is probed
 once per (dtype, dropout); otherwise, and on accelerators, `attend` fixes those rows up itself.
 Figures: `transformer bench attention --sweep`, `python scripts/micro_bench.py attend-one`,

@@ -6,7 +6,7 @@ identity. On CPU, torch's `bernoulli_` draws one 32-bit random number (and a dou
 comparison) per element; here each element gets 16 random bits, four elements from one
 64-bit draw of the same generator (`torch.manual_seed` and the saved RNG state govern it,
 so runs stay reproducible and resumable). The keep probability is then 1 - p rounded to a
-multiple of 2^-16 (error at most 7.7e-6). About 2x faster than `nn.Dropout` forward + backward
+multiple of 2^-16 (error at most 7.7e-6). Fewer random bits make it faster than `nn.Dropout`
 on the training activations (docs/benchmarks.md); on other devices `F.dropout` runs.
 
 `use_fast_dropout(model)` swaps it in for the model's `nn.Dropout` modules (the attention

@@ -12,8 +12,8 @@ def tune_malloc() -> bool:
     glibc gives each allocation above its mmap threshold (at most 32 MiB by its own dynamic
     rule) fresh pages that the kernel must fault in and zero, every step: the (B·T, V) logits
     and their gradients are such tensors. Raising the mmap and trim thresholds keeps them in
-    the heap (about 15% faster training steps at the Multi30k size on 2 cores); it applies to the
-    whole process. Returns whether it was set.
+    the heap (faster training steps and decoding: docs/benchmarks.md); it applies to the whole
+    process. Returns whether it was set.
     """
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name) if name else None

@@ -4,9 +4,8 @@
 "mkldnn" inside PyTorch's CPU build) can instead reorder ("pack") a weight once into the
 blocked layout its matrix-product kernel reads. Incremental decoding multiplies a few rows
 (64 sentences, or 256 beams) by the same weights at every step, and there the packed product
-is faster on the 2-core AVX2 machine: about 2x for the 8000-word output layer, 1.1-1.5x for
-the 1024-wide layers at 64 rows (a wash at 256); `python scripts/micro_bench.py linear`,
-docs/benchmarks.md.
+is faster, most for the large output layer (`python scripts/micro_bench.py linear`,
+docs/benchmarks.md).
 
 `pack_for_inference(model)` swaps every large enough `nn.Linear` inside `model` (at least
 `MIN_WEIGHTS` weights) for a `PackedLinear` that shares its parameters (so `state_dict`,
@@ -113,9 +112,8 @@ class PackedLinear(nn.Linear):
         return packed(x)
 
 
-# A oneDNN call costs about 30-50 µs more than an `addmm` one, whatever its size; below about
-# 100k weights (a 256 x 256 projection) the packed product does not win that back: 0.87-1.00x
-# (`python scripts/micro_bench.py linear`, docs/benchmarks.md).
+# A oneDNN call has a fixed extra cost over an `addmm` one; below about 100k weights (a 256 x
+# 256 projection) the packed product does not win it back (docs/benchmarks.md).
 MIN_WEIGHTS = 100_000
 # Nor for a single row (one sequence's decoding step: GPT sampling one sample): packed /
 # F.linear time 0.2-0.8x for the 192-768-wide layers of the Shakespeare GPT, ~1x for

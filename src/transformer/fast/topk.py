@@ -1,10 +1,10 @@
 """Faster row-wise max and top-k over the vocabulary for the decoders, on the CPU.
 
-torch's reductions that track indices are not vectorised on the CPU (`max(dim=-1)` about
-0.6 ms for 64 x 8,000 logits, `topk` about 3 ms for 256 x 8,000 on the AVX2 machine); its
-`amax` is. `row_max` and `row_topk` give the same values (and, for `row_max`, the same first
-index) through block maxima. `use_fast_topk(model)` offers them to the decoders
-(`transformer.decoding.common.search_ops` reads `model.row_max` / `model.row_topk`).
+torch's reductions that track indices (`max(dim=-1)`, `topk`) are not vectorised on the
+CPU; its `amax` is (docs/benchmarks.md, decoding). `row_max` and `row_topk` give the same
+values (and, for `row_max`, the same first index) through block maxima. `use_fast_topk(model)`
+offers them to the decoders (`transformer.decoding.common.search_ops` reads `model.row_max` /
+`model.row_topk`).
 
 Shape legend: N rows, V vocabulary.
 """
@@ -26,9 +26,9 @@ def _whole_blocks(logits: Tensor) -> Tensor:
 def row_max(logits: Tensor) -> tuple[Tensor, Tensor]:
     """logits (N, V) -> (the row maxima (N,), the index of each maximum's first occurrence
     (N,) int64): `logits.max(dim=-1)`, faster on the CPU. torch's reduction that tracks the
-    index is not vectorised there (about 0.6 ms for 64 x 8,000 on the AVX2 machine), its `amax`
-    is: so take the maxima of blocks of 64 logits, then the index inside the first block that
-    holds the row's maximum. Rows with NaN are left to `max`."""
+    index is not vectorised there, its `amax` is: so take the maxima of blocks of 64 logits,
+    then the index inside the first block that holds the row's maximum. Rows with NaN are
+    left to `max`."""
     n, vocab = logits.shape
     blocks = vocab // _BLOCK
     if not logits.is_cpu or blocks < 2:
@@ -52,8 +52,8 @@ def row_topk(logits: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """logits (N, V) -> (the k largest values of each row, sorted, (N, k); their indices (N, k)
     int64): `logits.topk(k, dim=-1)`, faster on the CPU for k << V (beam search's 2K per row).
 
-    torch's top-k walks every logit of a row (about 3 ms for 256 x 8,000 on the AVX2
-    machine); `amax` over blocks of 64 is vectorised. A row's k largest values lie in its k
+    torch's top-k walks every logit of a row, unvectorised; `amax` over blocks of 64 is
+    vectorised. A row's k largest values lie in its k
     blocks with the largest maxima (plus the tail after the last whole block): a logit
     outside them is beaten by k block maxima. So take those k·64 candidates and their top k.
     Among equal values the indices returned may differ from `topk`'s (which does not order

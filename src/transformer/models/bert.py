@@ -44,7 +44,6 @@ BERT_DEFAULTS: dict[str, Any] = {
     "layer_norm_eps": 1e-12,
     "max_len": 512,
     "init_std": 0.02,
-    "label_smoothing": 0.0,
 }
 
 

@@ -87,7 +87,6 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
             n_decoder_layers=hf["n_layer"],
             dropout=hf.get("resid_pdrop", 0.1),
             attention_dropout=hf.get("attn_pdrop", 0.1),
-            label_smoothing=0.0,
             activation=_ACTIVATIONS[act],
             tie_output=hf.get("tie_word_embeddings", True),
             positional="learned",
@@ -172,7 +171,7 @@ def save_run(model: GPT, out_dir: str | os.PathLike, tokenizer, batch_size: int 
     data = DataConfig(
         task="lm", tokenizer_kind="bytebpe", block_size=cfg.max_len, batch_size=batch_size
     )
-    run = RunConfig(model=cfg, data=data, train=TrainConfig())
+    run = RunConfig(model=cfg, data=data, train=TrainConfig(label_smoothing=0.0))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save(out / "tokenizer.json")

@@ -19,7 +19,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Self
 
-from transformer.config import ConfigError, ModelConfig, apply_overrides, load_toml
+from transformer.config import (
+    LEGACY_LABEL_SMOOTHING,
+    ConfigError,
+    ModelConfig,
+    apply_overrides,
+    load_toml,
+)
 
 DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps|xpu(:\d+)?)$")
 
@@ -35,13 +41,15 @@ class TrainConfig:
     `optimizer = "adamw"`: AdamW (Loshchilov & Hutter, 2019) with decoupled `weight_decay` on
     the linear layers' weight matrices only (none on biases, LayerNorms and embeddings);
     "adam" is the paper's Adam, which takes no weight decay.
+    `label_smoothing` is the loss's ε_ls (Section 5.4, Table 3): 0.1 in the paper, 0 for a
+    language model scored on its plain NLL.
     One optimizer step accumulates `accum_steps` batches, normalised by their total number of
     target tokens. `clip_norm` = 0 disables gradient clipping. Intervals are in optimizer steps.
     Checkpoints are written every `save_every` steps, whenever a validation improves the best
     validation figure, at the end and on Ctrl-C; the last `keep_last` and the best are kept.
-    `val_bleu` = N > 0 also greedy-decodes N validation sentences at every validation and
-    scores their sacreBLEU (`val_bleu.py`); the best checkpoint is then the highest BLEU, else
-    the lowest validation NLL.
+    `val_bleu` = N > 0 (or "all": the whole validation split) also greedy-decodes N validation
+    sentences at every validation and scores their sacreBLEU (`val_bleu.py`); the best
+    checkpoint is then the highest BLEU, else the lowest validation NLL.
     `device` "auto" picks CUDA when present. `amp`: "bf16" autocast always, "off" never, "auto"
     on CUDA only, "native" where the device computes bf16 in hardware (CUDA, or a CPU with
     AVX512-BF16 or AMX) and float32 elsewhere.
@@ -71,6 +79,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     warmup: int = 4000
     warmup_fraction: float = 0.0  # > 0 with max_steps "auto": warm-up = this x max_steps
+    label_smoothing: float = 0.1
     lr_scale: float = 1.0
     schedule: str = "noam"
     lr: float = 1e-3
@@ -85,7 +94,7 @@ class TrainConfig:
     val_every: int = 500
     save_every: int = 500
     keep_last: int = 5
-    val_bleu: int = 0
+    val_bleu: int | str = 0  # or "all": every validation sentence
     device: str = "auto"
     amp: str = "auto"
     threads: int = 0
@@ -101,14 +110,20 @@ class TrainConfig:
             _positive_int("train", name, getattr(self, name))
         for name in ("val_bleu", "threads"):  # 0 = off / torch's default
             value = getattr(self, name)
+            if name == "val_bleu" and value == "all":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"train.{name} must be an integer >= 0, got {value!r}")
+                also = ' or "all"' if name == "val_bleu" else ""
+                raise ConfigError(f"train.{name} must be an integer >= 0{also}, got {value!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"train.seed must be an integer, got {self.seed!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError(f"train.betas must be two numbers in [0, 1), got {self.betas!r}")
         for name in ("lr_scale", "eps"):
             _positive_float("train", name, getattr(self, name))
+        ls = self.label_smoothing
+        if not isinstance(ls, int | float) or isinstance(ls, bool) or not 0.0 <= ls < 1.0:
+            raise ConfigError(f"train.label_smoothing must be in [0, 1), got {ls!r}")
         if not _finite(self.max_minutes) or not self.max_minutes >= 0:
             raise ConfigError(
                 f"train.max_minutes must be a finite number >= 0 (0 = no limit), "
@@ -270,6 +285,9 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"unknown section [{unknown[0]}] (known: model, data, train)")
         model = dict(values.get("model", {}))
+        train = dict(values.get("train", {}))
+        if LEGACY_LABEL_SMOOTHING in model:  # an older config.toml: ε_ls under [model]
+            train.setdefault("label_smoothing", model.pop(LEGACY_LABEL_SMOOTHING))
         preset = model.pop("preset", None)
         if preset is not None:
             model_cfg = ModelConfig.preset(preset, **model)
@@ -278,7 +296,7 @@ class RunConfig:
         return cls(
             model=model_cfg,
             data=_build(DataConfig, values.get("data", {}), "data"),
-            train=_build(TrainConfig, values.get("train", {}), "train"),
+            train=_build(TrainConfig, train, "train"),
         )
 
     @classmethod

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import torch
 
-PAD, BOS, EOS, UNK = 0, 1, 2, 3
-FIRST_SYMBOL = 4
+from transformer.tokenizers.specials import BOS_ID, EOS_ID, PAD_ID, SPECIALS, UNK_ID
+
+PAD, BOS, EOS, UNK = PAD_ID, BOS_ID, EOS_ID, UNK_ID  # the tokenizers' specials (0-3)
+FIRST_SYMBOL = len(SPECIALS)  # 4: the first id after the specials
 
 
 def copy_sequences(
@@ -62,7 +64,6 @@ DEMO_CONFIG: dict[str, dict[str, object]] = {
         "n_encoder_layers": 1,
         "n_decoder_layers": 1,
         "dropout": 0.0,
-        "label_smoothing": 0.0,
         "max_len": 64,
     },
     "data": {
@@ -75,6 +76,7 @@ DEMO_CONFIG: dict[str, dict[str, object]] = {
     },
     "train": {
         "seed": 0,
+        "label_smoothing": 0.0,
         "max_steps": 1000,
         "warmup": 100,
         "lr_scale": 0.2,

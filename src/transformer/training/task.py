@@ -37,13 +37,20 @@ class Seq2SeqTask:
         return Transformer(cfg)
 
     def loss(
-        self, model: nn.Module, batch: Batch, cfg: ModelConfig, device, autocast: bool
+        self,
+        model: nn.Module,
+        batch: Batch,
+        cfg: ModelConfig,
+        device,
+        autocast: bool,
+        label_smoothing: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed smoothed loss and NLL of one batch (decoder reads tgt_in, scored on tgt_out)."""
+        """Summed smoothed loss and NLL of one batch (decoder reads tgt_in, scored on tgt_out;
+        `label_smoothing` is train.label_smoothing)."""
         batch = batch.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(batch.src, batch.tgt_in)  # (B, T, V)
-        sums = label_smoothed_cross_entropy(logits, batch.tgt_out, cfg.label_smoothing, cfg.pad_id)
+        sums = label_smoothed_cross_entropy(logits, batch.tgt_out, label_smoothing, cfg.pad_id)
         return sums.loss, sums.nll
 
     def n_targets(self, batch: Batch) -> int:
@@ -66,14 +73,20 @@ class LMTask:
         return GPT(cfg)
 
     def loss(
-        self, model: nn.Module, batch: LMBatch, cfg: ModelConfig, device, autocast: bool
+        self,
+        model: nn.Module,
+        batch: LMBatch,
+        cfg: ModelConfig,
+        device,
+        autocast: bool,
+        label_smoothing: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed loss and NLL over every position of the blocks (model.label_smoothing
+        """Summed loss and NLL over every position of the blocks (train.label_smoothing
         applies, over the whole vocabulary: nothing is a pad)."""
         block = batch.block.to(device, non_blocking=True)  # (B, T + 1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(block[:, :-1])  # (B, T, V)
-        sums = label_smoothed_cross_entropy(logits, block[:, 1:], cfg.label_smoothing, None)
+        sums = label_smoothed_cross_entropy(logits, block[:, 1:], label_smoothing, None)
         return sums.loss, sums.nll
 
     def n_targets(self, batch: LMBatch) -> int:
@@ -96,14 +109,21 @@ class MLMTask:
         return BERT(cfg, self.n_segments)
 
     def loss(
-        self, model: nn.Module, batch, cfg: ModelConfig, device, autocast: bool
+        self,
+        model: nn.Module,
+        batch,
+        cfg: ModelConfig,
+        device,
+        autocast: bool,
+        label_smoothing: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed loss and NLL over the N chosen positions (the head runs on those only)."""
+        """Summed loss and NLL over the N chosen positions (the head runs on those only;
+        train.label_smoothing applies)."""
         batch = batch.to(device, non_blocking=True)
         chosen = batch.labels != IGNORE  # (B, T) bool
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(batch.inputs, select=chosen)  # (N, V)
-        sums = label_smoothed_cross_entropy(logits, batch.labels[chosen], cfg.label_smoothing)
+        sums = label_smoothed_cross_entropy(logits, batch.labels[chosen], label_smoothing)
         return sums.loss, sums.nll
 
     def n_targets(self, batch) -> int:

@@ -154,7 +154,14 @@ class Trainer(ScheduleFitting):
     # ---- one optimizer step --------------------------------------------------------------
     def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed smoothed loss and NLL of one batch (`task.Seq2SeqTask` / `task.LMTask`)."""
-        return self.task.loss(self.model, batch, self.run.model, self.device, self.autocast)
+        return self.task.loss(
+            self.model,
+            batch,
+            self.run.model,
+            self.device,
+            self.autocast,
+            self.run.train.label_smoothing,
+        )
 
     def train_step(self) -> tuple[float, float, int, int, int]:
         """Accumulate `accum_steps` batches, clip, set the rate and step Adam.

@@ -34,14 +34,16 @@ class BleuProbe:
         cls,
         sources: Sequence[list[int]],
         references: Sequence[str],
-        n: int,
+        n: int | str,
         decode: Callable[[list[int]], str],
         ids: SpecialIds,
     ) -> BleuProbe:
-        """Take min(n, len) pairs spread evenly over the split (its order, not at random)."""
+        """Take min(n, len) pairs spread evenly over the split (its order, not at random);
+        n = "all" (`train.val_bleu = "all"`) takes every pair."""
         if len(sources) != len(references):
             raise ValueError(f"{len(sources)} sources but {len(references)} references")
         total = len(sources)
+        n = total if n == "all" else n
         picked = sorted({i * total // n for i in range(n)}) if n < total else range(total)
         picked = [i for i in picked if sources[i]]  # an empty source has nothing to translate
         return cls([list(sources[i]) for i in picked], [references[i] for i in picked], decode, ids)

@@ -17,30 +17,9 @@ import sys
 import time
 from collections.abc import Callable
 
+from benchmarks.common import peak_rss_growth_mib
+
 MB = 1e6
-
-
-def _read_status(field: str) -> float | None:
-    """A memory field of /proc/self/status in MiB (None where unavailable)."""
-    with contextlib.suppress(OSError), open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # kB -> MiB
-    return None
-
-
-def peak_growth_mib(fn: Callable[[], object]) -> float | None:
-    """Growth of the peak resident set (MiB) while `fn` runs, or None where not measurable."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM to the current RSS
-    except OSError:
-        return None
-    before = _read_status("VmRSS")
-    result = fn()
-    peak = _read_status("VmHWM")
-    del result
-    return None if before is None or peak is None else peak - before
 
 
 @contextlib.contextmanager
@@ -116,7 +95,7 @@ def _run_specs(specs: list[_Spec], nbytes: int, repeats: int) -> list[_Row]:
             continue
         if spec.setup is not None:
             spec.setup()
-        peaks[spec.name] = peak_growth_mib(spec.fn)
+        peaks[spec.name] = peak_rss_growth_mib(spec.fn)
         if spec.name.startswith("ours"):  # RSS undercounts reused Python memory
             if spec.setup is not None:
                 spec.setup()

@@ -16,7 +16,6 @@ every allocation torch makes on the CPU (tracemalloc does not). "n/a" where unsu
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import platform
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.common import peak_rss_growth_mib
 from transformer import attention as A
 from transformer.fast.attend import attend
 
@@ -182,30 +182,6 @@ def _print_level(name, times, agree, n_tries):
 # Part 2: long sequences (and the crossover sweep), time and peak memory.
 # ------------------------------------------------------------------------------------------
 
-_LIBC = ctypes.CDLL("libc.so.6") if platform.system() == "Linux" else None
-
-
-def _proc_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
-
-
-def _peak_mib(fn: Callable[[], None]) -> float | None:
-    """Growth of the peak resident set while fn() runs, in MiB (None where unsupported)."""
-    try:
-        # Fixed mmap threshold: every large block is mmap'ed and unmapped when freed, so the
-        # resident set follows the live tensors (glibc's sliding threshold would let a block
-        # freed by an earlier call be reused silently, hiding part of this call's peak).
-        _LIBC.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-        _LIBC.malloc_trim(0)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current RSS
-        base = _proc_kib("VmRSS")
-        fn()
-        return (_proc_kib("VmHWM") - base) / 1024
-    except (OSError, AttributeError):
-        return None
-
 
 def _case(b: int, h: int, t: int, s: int, kind: str, gen: torch.Generator):
     """Inputs and the three variants for one (shape, mask kind) case."""
@@ -263,7 +239,10 @@ def _compare(shape, kind, backward, repeats, gen, memory):
             times[name].append(time.perf_counter() - start)
     med = {name: statistics.median(t) for name, t in times.items()}
     med.update({f"min {name}": min(t) for name, t in times.items()})
-    peak = {name: _peak_mib(run) if memory else None for name, run in runs.items()}
+    peak = {
+        name: peak_rss_growth_mib(run, fixed_mmap=True) if memory else None
+        for name, run in runs.items()
+    }
     return med, peak, agree
 
 

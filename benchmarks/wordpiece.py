@@ -8,7 +8,7 @@ cache; both encode one line per call, without [CLS]/[SEP].
 
 from __future__ import annotations
 
-from transformer.bench.measure import _measure, _run_specs, _table
+from benchmarks.measure import _measure, _run_specs, _table
 
 OURS_WP_LEARN, HF_WP_LEARN = "ours `WordPiece.train` (frequency)", "HF WordPieceTrainer"
 OURS_WP_LIKE = "ours `WordPiece.train` (likelihood)"

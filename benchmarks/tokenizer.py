@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from transformer.bench.measure import (
+from benchmarks.measure import (
     _measure,
     _quiet_stderr,
     _run_specs,
@@ -30,7 +30,7 @@ from transformer.bench.measure import (
     _table,
     _warm,
 )
-from transformer.bench.wordpiece import HF_WP, HF_WP_LEARN, OURS_WP, OURS_WP_LEARN, bench_wordpiece
+from benchmarks.wordpiece import HF_WP, HF_WP_LEARN, OURS_WP, OURS_WP_LEARN, bench_wordpiece
 
 
 def add_arguments(parser) -> None:

@@ -12,10 +12,11 @@ Measures, side by side in one run (medians of `--repeats`):
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.common import median_seconds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,15 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-tokens", type=int, nargs="+", default=[1024, 4096, 8192, 25000], metavar="N"
     )
     parser.add_argument("--seed", type=int, default=0)
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,12 +46,12 @@ def run(args: argparse.Namespace) -> int:
         BPE.train(corpus.src + corpus.tgt, args.merges).save(tok_file)
         print(f"joint BPE, {args.merges} merges: trained in {time.perf_counter() - start:.1f} s")
         fresh = [BPE.load(tok_file) for _ in range(args.repeats)]  # no warm word caches
-        t_encode = _median_time(
+        t_encode = median_seconds(
             lambda: encode_parallel(corpus, fresh.pop(), progress=False), args.repeats
         )
         kwargs = {"tokenizer_file": tok_file, "cache_dir": cache, "progress": False}
         data = encode_parallel(corpus, BPE.load(tok_file), **kwargs)
-        t_load = _median_time(lambda: encode_parallel(corpus, None, **kwargs), args.repeats)
+        t_load = median_seconds(lambda: encode_parallel(corpus, None, **kwargs), args.repeats)
         assert encode_parallel(corpus, None, **kwargs).from_cache
     print("\n| step | median s |\n|---|---|")
     print(f"| encode {2 * len(corpus):,} sentences (BPE) | {t_encode:.3f} |")
@@ -72,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         for _ in batcher.epoch(next(epochs)):
             pass
 
-    t_epoch = _median_time(one_epoch, args.repeats)
+    t_epoch = median_seconds(one_epoch, args.repeats)
     n = batcher.num_batches(1)
     print(f"| plan + collate one epoch, max_tokens=4096 ({n} batches) | {t_epoch:.3f} |")
     print(f"| batches/s from the pipeline | {n / t_epoch:,.0f} |")

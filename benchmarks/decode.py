@@ -35,13 +35,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 
-PAD, BOS, EOS = 0, 1, 2
-SIZE = dict(vocab=8000, d_model=256, layers=3, heads=4, d_ff=1024)
+from benchmarks.common import BOS, EOS, PAD, marian_config, multi30k_config, seconds
+
+VOCAB = 8000  # the byte-level BPE of the sources
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory holding multi30k/ (default: $TRANSFORMER_DATA or the download cache)",
     )
     parser.add_argument(
-        "--sentences", type=int, default=1000, help="first N test sentences (default: all 1000)"
+        "--sentences", type=int, default=None, help="first N test sentences (default: all)"
     )
     parser.add_argument(
         "--slow-sentences",
@@ -72,8 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _tokenized(data_dir: str | None, n: int) -> tuple[list[list[int]], list[int]]:
-    """Source ids and reference lengths (in tokens, +1 for </s>) of the first n test pairs."""
+def _tokenized(data_dir: str | None, n: int | None) -> tuple[list[list[int]], list[int]]:
+    """Source ids and reference lengths (in tokens, +1 for </s>) of the first n test pairs
+    (None: all)."""
     from tokenizers import ByteLevelBPETokenizer
 
     from transformer.data.corpus import read_lines
@@ -84,7 +85,7 @@ def _tokenized(data_dir: str | None, n: int) -> tuple[list[list[int]], list[int]
     tok = ByteLevelBPETokenizer()
     tok.train_from_iterator(
         read_lines(train_de) + read_lines(train_en),
-        vocab_size=SIZE["vocab"],
+        vocab_size=VOCAB,
         special_tokens=["<pad>", "<s>", "</s>"],
         show_progress=False,
     )
@@ -111,22 +112,11 @@ def _batches(src: list[list[int]], ref_len: list[int], size: int, per_sentence: 
 def _ours(
     use_cache: bool, beam: int, with_scores: bool = True, packed: bool = True, reference=False
 ) -> Callable:
-    from transformer.config import ModelConfig
     from transformer.decoding import SpecialIds, beam_search, greedy_decode
     from transformer.fast import PIECES, optimize, pack_for_inference
     from transformer.models import Transformer
 
-    cfg = ModelConfig(
-        src_vocab_size=SIZE["vocab"],
-        tgt_vocab_size=SIZE["vocab"],
-        d_model=SIZE["d_model"],
-        n_heads=SIZE["heads"],
-        d_ff=SIZE["d_ff"],
-        n_encoder_layers=SIZE["layers"],
-        n_decoder_layers=SIZE["layers"],
-        max_len=512,
-        pad_id=PAD,
-    )
+    cfg = multi30k_config(VOCAB, max_len=512)
     torch.manual_seed(0)
     model = Transformer(cfg).eval()
     if not reference:  # as `transformer translate` and `evaluate` run it
@@ -161,23 +151,9 @@ def _ours(
 
 
 def _hf(use_cache: bool, beam: int) -> Callable:
-    from transformers import LogitsProcessorList, MarianConfig, MarianMTModel
+    from transformers import LogitsProcessorList, MarianMTModel
 
-    cfg = MarianConfig(
-        vocab_size=SIZE["vocab"],
-        d_model=SIZE["d_model"],
-        encoder_layers=SIZE["layers"],
-        decoder_layers=SIZE["layers"],
-        encoder_attention_heads=SIZE["heads"],
-        decoder_attention_heads=SIZE["heads"],
-        encoder_ffn_dim=SIZE["d_ff"],
-        decoder_ffn_dim=SIZE["d_ff"],
-        max_position_embeddings=512,
-        pad_token_id=PAD,
-        eos_token_id=EOS,
-        decoder_start_token_id=BOS,
-        forced_eos_token_id=None,
-    )
+    cfg = marian_config(VOCAB, max_position_embeddings=512, forced_eos_token_id=None)
     torch.manual_seed(0)
     model = MarianMTModel(cfg).eval()
 
@@ -243,10 +219,7 @@ def _variants(hf: bool, reference: bool = False) -> list[tuple[str, bool, Callab
 
 
 def _time(runner: Callable, batches) -> float:
-    start = time.perf_counter()
-    for src, length in batches:
-        runner(src, length)
-    return time.perf_counter() - start
+    return seconds(lambda: [runner(src, length) for src, length in batches])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -256,7 +229,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     tune_malloc()  # as `translate` does; process-wide, so Hugging Face gets it too
-    if min(args.sentences, args.slow_sentences, args.batch_size, args.repeats) < 1:
+    sizes = [args.slow_sentences, args.batch_size, args.repeats]
+    if min(sizes + ([] if args.sentences is None else [args.sentences])) < 1:
         raise UserError("--sentences, --slow-sentences, --batch-size and --repeats must be >= 1")
     hf = not args.no_hf
     if hf:

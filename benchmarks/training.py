@@ -114,7 +114,7 @@ class _PlainLoop:
             logits.float().flatten(0, 1),
             b.tgt_out.flatten(),
             ignore_index=self.run.model.pad_id,
-            label_smoothing=self.run.model.label_smoothing,
+            label_smoothing=self.run.train.label_smoothing,
         )
         loss.backward()
         self.step += 1

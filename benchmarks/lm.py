@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 VOCAB = 65  # Tiny Shakespeare's characters: the vocabulary of the char config
-_REPO = Path(__file__).resolve().parents[3]
+_REPO = Path(__file__).resolve().parents[1]  # benchmarks/ sits at the repository root
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
