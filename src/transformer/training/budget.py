@@ -42,6 +42,7 @@ from transformer import durable
 from transformer.config import ConfigError
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import TrainConfig
+from transformer.training.distributed import lead
 from transformer.training.logging import MetricsLog
 from transformer.training.rng import rng_state, set_rng_state
 from transformer.training.val_bleu import probe_bleu
@@ -148,19 +149,23 @@ def fitted(train: TrainConfig, timing: Timing, done: int = 0) -> TrainConfig:
     return dataclasses.replace(train, max_steps=n, warmup=warmup, warmup_fraction=0.0)
 
 
+def _nothing() -> None:
+    pass
+
+
 class ScheduleFitting:
     """`Trainer`'s part of max_steps "auto": fit the schedule, warn when the time cap cuts it.
-    (A mixin: it uses the trainer's model, optimizer, data position, run and run_dir.)"""
+    (A mixin: it uses the trainer's model, optimizer, data position, run, run_dir and world.)"""
 
     def _fit_schedule(self, metrics: MetricsLog, started: float) -> None:
         """Time discarded trial steps, a validation and a checkpoint, then fit max_steps (and
         warm-up) to train.max_minutes; the figures go to config.toml and log.jsonl."""
-        snapshot = self._snapshot()
-        try:
+        snapshot, main = self._snapshot(), self.world.is_main
+        try:  # over several processes, all of them run the trial steps; rank 0 the rest
             timing = measure(
                 self.train_step,
-                self._trial_validation,
-                self._scratch_save,
+                self._trial_validation if main else _nothing,
+                self._scratch_save if main else _nothing,
                 time.monotonic,
                 started,
                 settle=SETTLE,
@@ -168,8 +173,11 @@ class ScheduleFitting:
             )
         finally:
             self._rewind(snapshot)
-        train = fitted(self.run.train, timing, done=self.step)
+        # Rank 0's timing decides; the others train the schedule it fitted (or raise its error).
+        train = lead(self.world, lambda: fitted(self.run.train, timing, done=self.step))
         self.run, self._timing = dataclasses.replace(self.run, train=train), timing
+        if not main:
+            return
         durable.write_text(self.run_dir / "config.toml", NOTE + self.run.to_toml())
         planned = cost(train.max_steps - self.step, timing, train.val_every, train.save_every)
         figures = dict(max_steps=train.max_steps, warmup=train.warmup, step_s=timing.step_s)
