@@ -23,7 +23,9 @@ and checkpoint, and the final validation and checkpoint; it does not count build
 (tokenizer, encoding, batching) or the model, nor anything after training. `MARGIN` of the
 budget is held back for noise in the measured step time. The trial steps are discarded (the
 trainer puts back weights, optimizer, RNG and data position), so a run with the fitted
-max_steps given explicitly trains exactly the same weights.
+max_steps given explicitly trains exactly the same weights. Under torchrun every rank runs
+the trial steps (they hold the all-reduces), rank 0 alone times a validation and a checkpoint
+and fits; its schedule (or its BudgetError) is broadcast, so all ranks stop at the same step.
 """
 
 from __future__ import annotations
