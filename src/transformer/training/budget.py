@@ -44,7 +44,7 @@ from transformer import durable
 from transformer.config import ConfigError
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import TrainConfig
-from transformer.training.distributed import lead
+from transformer.training.distributed import lead, main_clock
 from transformer.training.logging import MetricsLog
 from transformer.training.rng import rng_state, set_rng_state
 from transformer.training.val_bleu import probe_bleu
@@ -168,7 +168,7 @@ class ScheduleFitting:
                 self.train_step,
                 self._trial_validation if main else _nothing,
                 self._scratch_save if main else _nothing,
-                time.monotonic,
+                main_clock(self.world, self.device, time.monotonic),  # rank 0's, on every rank
                 started,
                 settle=SETTLE,
                 timed=TIMED,

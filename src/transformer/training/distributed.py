@@ -163,6 +163,23 @@ def decide(choice: int, world: World, device: torch.device) -> int:
     return int(box.item())
 
 
+def main_clock(
+    world: World, device: torch.device, local: Callable[[], float]
+) -> Callable[[], float]:
+    """The `local` clock as rank 0 reads it, on every rank (one broadcast a call): a loop
+    whose condition reads this clock runs as many times on every rank (the trial steps of
+    max_steps "auto"), as long as every rank calls it at the same points."""
+    if not world.distributed:
+        return local
+
+    def clock() -> float:
+        box = torch.tensor([local()], dtype=torch.float64, device=device)
+        dist.broadcast(box, src=0)
+        return float(box.item())
+
+    return clock
+
+
 def sum_over_ranks(values: Sequence[torch.Tensor], world: World) -> list[float]:
     """The sums over the ranks of a few scalar tensors (one all-reduce), as floats."""
     stacked = torch.stack([v.detach().float().reshape(()) for v in values])
