@@ -156,20 +156,23 @@ def test_budgeted_schedule_and_val_bleu_are_rank_0s(tmp_path):
     """max_steps "auto" is fitted from rank 0's timing and broadcast; validation BLEU and
     the best checkpoint are rank 0's; both ranks stop at the same step."""
     cfg = _config(tmp_path, "auto")
-    sets = ["train.max_minutes=0.1", "train.schedule='linear'", "train.val_bleu=4",
+    sets = ["train.max_minutes=0.2", "train.schedule='linear'", "train.val_bleu=4",
             "train.val_every=40", "train.save_every=1000", "train.log_every=20"]  # fmt: skip
     args = ["-m", "transformer", "train", str(cfg), "--out", str(tmp_path / "r")]
     done = _launch(2, args + [a for s in sets for a in ("--set", s)])
     assert done.returncode == 0, done.stderr[-3000:]
     fitted = int(re.search(r"^max_steps = (\d+)$", (tmp_path / "r" / "config.toml").read_text(),
                            re.M).group(1))  # fmt: skip
-    assert f"training finished at step {fitted};" in done.stdout  # rank 0
-    assert f"rank 1 of 2: training finished at step {fitted}" in done.stderr
+    # Both ranks stop at rank 0's step: the fitted one, or (a machine that slowed down during
+    # the run, warned about) where rank 0's time cap fell.
+    status, step = re.search(r"training (finished|time limit) at step (\d+);", done.stdout).groups()
+    assert f"rank 1 of 2: training {status} at step {step}\n" in done.stderr
+    assert int(step) == fitted if status == "finished" else "slowed down" in done.stderr
     rows = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
     [schedule] = [r for r in rows if r["kind"] == "schedule"]
     assert schedule["max_steps"] == fitted > schedule["warmup"]
     vals = [r for r in rows if r["kind"] == "val"]
-    assert vals and all("val_bleu" in r for r in vals) and vals[-1]["step"] == fitted
+    assert vals and all("val_bleu" in r for r in vals) and vals[-1]["step"] == int(step)
     best = json.loads((tmp_path / "r" / "checkpoints" / "best.json").read_text())
     assert best["val_bleu"] == max(r["val_bleu"] for r in vals)
 
