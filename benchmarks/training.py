@@ -42,6 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup-steps", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
+        "--ddp",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: N processes x 1 thread (torchrun, DDP) against 1 process x N threads, "
+        "the same N batches a step (benchmarks.training_ddp)",
+    )
+    parser.add_argument(
         "--peak-tflops",
         type=float,
         default=0.0,
@@ -168,6 +176,11 @@ def _flops_per_target_token(model, src_per_tgt: float) -> float:
 
 def run(args: argparse.Namespace) -> int:
     import subprocess
+
+    if args.ddp:
+        from benchmarks.training_ddp import compare
+
+        return compare(args)
 
     run_cfg, trainer, plain = _arms(args)
     results: dict[str, list[dict[str, float]]] = {"trainer": [], "plain": []}

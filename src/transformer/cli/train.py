@@ -12,7 +12,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="train a Transformer from a TOML config into a run directory",
         description="Train a Transformer (Adam + warm-up schedule + label smoothing). The run "
         "directory gets config.toml, tokenizer.json, model.safetensors, checkpoints/, "
-        "log.jsonl and tb/ (TensorBoard). Ctrl-C saves a checkpoint and exits.",
+        "log.jsonl and tb/ (TensorBoard). Ctrl-C saves a checkpoint and exits. Data-parallel "
+        "over N processes: torchrun --nproc_per_node N -m transformer train CONFIG --out "
+        "RUN_DIR (train.accum_steps a multiple of N; --max-restarts K restarts a failed job "
+        "from its last checkpoint).",
     )
     parser.add_argument("config", help="TOML file with [model], [data], [train] sections")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory")
@@ -41,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from transformer.tokenizers import TokenizerError
     from transformer.training.checkpoint import CheckpointError
     from transformer.training.config import RunConfig
+    from transformer.training.distributed import World
     from transformer.training.run import train
     from transformer.training.trainer import RunDirError, TrainingError
 
@@ -55,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
     except TrainingError as err:
         print(f"transformer train: stopped: {err}", file=sys.stderr)
         return 1
+    world = World.from_env()
+    if not world.is_main:  # rank 0 reports the run; the others say where they stopped
+        print(f"rank {world.rank} of {world.size}: training {result.status} at step "
+              f"{result.step}", file=sys.stderr)  # fmt: skip
+        return 130 if result.status == "interrupted" else 0
     val = result.val
     summary = f"; val loss {val['val_loss']:.4f}, ppl {val['val_ppl']:.3f}" if val else ""
     if val and "val_bleu" in val:

@@ -25,7 +25,9 @@ and checkpoint, and the final validation and checkpoint; it does not count build
 (tokenizer, encoding, batching) or the model, nor anything after training. `MARGIN` of the
 budget is held back for noise in the measured step time. The trial steps are discarded (the
 trainer puts back weights, optimizer, RNG and data position), so a run with the fitted
-max_steps given explicitly trains exactly the same weights.
+max_steps given explicitly trains exactly the same weights. Under torchrun every rank runs
+the trial steps (they hold the all-reduces), rank 0 alone times a validation and a checkpoint
+and fits; its schedule (or its BudgetError) is broadcast, so all ranks stop at the same step.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from transformer import durable
 from transformer.config import ConfigError
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import TrainConfig
+from transformer.training.distributed import lead, main_clock
 from transformer.training.logging import MetricsLog
 from transformer.training.rng import rng_state, set_rng_state
 from transformer.training.val_bleu import probe_bleu
@@ -89,12 +92,13 @@ def measure(
     """Run `settle` + `timed` trial steps, one validation and one save, reading `clock`.
     Where steps are slow, the trial steps stop once they have taken `limit_s` (a quarter of it
     for the untimed ones), keeping at least `MIN_TIMED` timed steps."""
+    begin = clock()  # the limits count from here, on `clock` (rank 0's over several ranks)
     for i in range(settle):
-        if i and clock() - started >= limit_s / 4:
+        if i and clock() - begin >= limit_s / 4:
             break
         step()
     t0, n = clock(), 0
-    while n < timed and (n < MIN_TIMED or clock() - started < limit_s):
+    while n < timed and (n < MIN_TIMED or clock() - begin < limit_s):
         step()
         n += 1
     t1 = clock()
@@ -158,20 +162,24 @@ def fitted(train: TrainConfig, timing: Timing, done: int = 0) -> TrainConfig:
     return dataclasses.replace(train, max_steps=n, warmup=warmup, warmup_fraction=0.0)
 
 
+def _nothing() -> None:
+    pass
+
+
 class ScheduleFitting:
     """`Trainer`'s part of max_steps "auto": fit the schedule, warn when the time cap cuts it.
-    (A mixin: it uses the trainer's model, optimizer, data position, run and run_dir.)"""
+    (A mixin: it uses the trainer's model, optimizer, data position, run, run_dir and world.)"""
 
     def _fit_schedule(self, metrics: MetricsLog, started: float) -> None:
         """Time discarded trial steps, a validation and a checkpoint, then fit max_steps (and
         warm-up) to train.max_minutes; the figures go to config.toml and log.jsonl."""
-        snapshot = self._snapshot()
-        try:
+        snapshot, main = self._snapshot(), self.world.is_main
+        try:  # over several processes, all of them run the trial steps; rank 0 the rest
             timing = measure(
                 self.train_step,
-                self._trial_validation,
-                self._scratch_save,
-                time.monotonic,
+                self._trial_validation if main else _nothing,
+                self._scratch_save if main else _nothing,
+                main_clock(self.world, self.device, time.monotonic),  # rank 0's, on every rank
                 started,
                 settle=SETTLE,
                 timed=TIMED,
@@ -179,8 +187,11 @@ class ScheduleFitting:
             )
         finally:
             self._rewind(snapshot)
-        train = fitted(self.run.train, timing, done=self.step)
+        # Rank 0's timing decides; the others train the schedule it fitted (or raise its error).
+        train = lead(self.world, lambda: fitted(self.run.train, timing, done=self.step))
         self.run, self._timing = dataclasses.replace(self.run, train=train), timing
+        if not main:
+            return
         durable.write_text(self.run_dir / "config.toml", NOTE + self.run.to_toml())
         planned = cost(train.max_steps - self.step, timing, train.val_every, train.save_every)
         figures = dict(max_steps=train.max_steps, warmup=train.warmup, step_s=timing.step_s)

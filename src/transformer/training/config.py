@@ -72,6 +72,8 @@ class TrainConfig:
     busy machine often run faster with 1.
     A step whose loss or gradient is NaN/inf is skipped (no update); `max_nonfinite_steps`
     such steps in a row stop the run (1 stops at the first).
+    `compile = true` runs the training forward/backward through `torch.compile` (validation
+    and decoding stay eager: their shapes change at every call); the first steps compile.
     """
 
     seed: int = 0
@@ -100,6 +102,7 @@ class TrainConfig:
     threads: int = 0
     max_nonfinite_steps: int = 5
     progress: bool = True
+    compile: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -115,6 +118,8 @@ class TrainConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 also = ' or "all"' if name == "val_bleu" else ""
                 raise ConfigError(f"train.{name} must be an integer >= 0{also}, got {value!r}")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"train.compile must be true or false, got {self.compile!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"train.seed must be an integer, got {self.seed!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):

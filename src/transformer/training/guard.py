@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from transformer import durable
@@ -51,15 +52,29 @@ class StopFlag:
             signal.signal(sig, previous)
 
 
-def nonfinite_or_clip(model: nn.Module, loss_value: float, clip_norm: float) -> str | None:
+def grad_norm(model: nn.Module) -> torch.Tensor:
+    """The 2-norm of every gradient of `model` together, a () tensor (one reduction)."""
+    return nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+
+
+def nonfinite_or_clip(
+    model: nn.Module,
+    loss_value: float,
+    clip_norm: float,
+    norm: torch.Tensor | None = None,
+    finite: bool | None = None,
+) -> str | None:
     """What is NaN/inf in this step's loss or gradient, or None when all is finite (and then
-    the gradient is clipped to `clip_norm` when > 0, as `clip_grad_norm_` does)."""
+    the gradient is clipped to `clip_norm` when > 0, as `clip_grad_norm_` does). `norm`: the
+    gradient norm if already taken (`grad_norm`); `finite`: whether it is finite on every
+    rank (over several processes, all-reduced so that every rank decides alike)."""
     if not math.isfinite(loss_value):
         return f"loss became {loss_value}"
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    norm = nn.utils.get_total_norm(grads)  # (), one reduction over every gradient
-    if not math.isfinite(float(norm)):
-        return f"gradient norm became {float(norm)} (loss {loss_value:.4g})"
+    norm = grad_norm(model) if norm is None else norm
+    here = math.isfinite(float(norm))
+    if not (here if finite is None else finite):
+        what = float(norm) if not here else "NaN/inf on another rank"
+        return f"gradient norm became {what} (loss {loss_value:.4g})"
     if clip_norm > 0:
         nn.utils.clip_grads_with_norm_(model.parameters(), clip_norm, norm)
     return None

@@ -19,10 +19,11 @@ import torch
 
 from transformer import durable
 from transformer.config import ConfigError
-from transformer.training import budget
+from transformer.training import budget, distributed
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig, TrainConfig
-from transformer.training.data import build_data
+from transformer.training.data import TrainData, build_data
+from transformer.training.distributed import DistributedError, World
 from transformer.training.task import task_for
 from transformer.training.trainer import (
     RunDirError,
@@ -102,18 +103,63 @@ def train(
     resume: bool = False,
     tensorboard: bool = True,
     fast: bool = True,
+    world: World | None = None,
 ) -> TrainResult:
     """Build data and model from `run` and train into `run_dir` (see `Trainer`; `fast=False`:
-    the plain reference core, without the fast engine)."""
+    the plain reference core, without the fast engine).
+
+    `world` (by default the one torchrun's environment describes, `World.from_env`): over
+    several processes, this joins the process group (and leaves it at the end), rank 0 alone
+    prepares the run directory (checks, tokenizer, data cache, config.toml) while the others
+    wait, then read what it wrote; a worker group that `torchrun --max-restarts` restarted
+    resumes from the last checkpoint by itself."""
     run_dir = Path(run_dir)
     try:
-        resolve_device(run.train.device)  # before any data is prepared or file written
-    except TrainingError as err:  # names train.device
+        world = world or World.from_env()
+        device = resolve_device(run.train.device)  # before any data is prepared or file written
+        distributed.batches_per_rank(run.train.accum_steps, world)
+    except (TrainingError, DistributedError) as err:  # names train.device / accum_steps
         raise ConfigError(str(err)) from None
     except RuntimeError as err:  # torch cannot parse the name
         raise ConfigError(f"train.device = {run.train.device!r}: {err}") from None
-    prepare_run_dir(run, run_dir, resume)
-    data, model_cfg = build_data(run, run_dir, progress=run.train.progress)
+    started = distributed.start(world, distributed.rank_device(device, world))
+    try:
+        with distributed.peers_lost(world, lambda: _resume_hint(run_dir), TrainingError):
+            result = _train(run, run_dir, resume, tensorboard, fast, world)
+            distributed.barrier(world)  # rank 0's last files are complete on every return
+        return result
+    finally:
+        if started:
+            distributed.stop()
+
+
+def _train(
+    run: RunConfig, run_dir: Path, resume: bool, tensorboard: bool, fast: bool, world: World
+) -> TrainResult:
+    held: dict[str, TrainData] = {}
+
+    def prepare() -> tuple[RunConfig, bool]:  # rank 0 (every write of the set-up is here)
+        again = resume or (distributed.restart_count() > 0 and bool(ckpt.step_dirs(run_dir)))
+        if again and not resume:
+            log.warning("torchrun restart %d: resuming from the last checkpoint",
+                        distributed.restart_count())  # fmt: skip
+        prepare_run_dir(run, run_dir, again)
+        held["data"], model_cfg = build_data(run, run_dir, progress=run.train.progress)
+        return _final_config(run, model_cfg, run_dir, again), again
+
+    final, resume = distributed.lead(world, prepare)
+    data = held["data"] if world.is_main else build_data(run, run_dir, progress=False)[0]
+    torch.manual_seed(final.train.seed)  # the initial weights depend only on the config
+    model = task_for(final.data).build_model(final.model)  # Transformer, GPT or BERT
+    trainer = Trainer(
+        final, run_dir, data, model, resume=resume, tensorboard=tensorboard, fast=fast, world=world
+    )
+    return trainer.fit()
+
+
+def _final_config(run: RunConfig, model_cfg, run_dir: Path, resume: bool) -> RunConfig:
+    """The config trained (the data's vocabulary sizes; on resume, checked against the saved
+    config.toml and keeping its fitted schedule), written to RUN_DIR/config.toml."""
     run, note = RunConfig(model=model_cfg, data=run.data, train=run.train), ""
     if resume:
         saved = RunConfig.from_toml(run_dir / "config.toml")
@@ -126,7 +172,10 @@ def train(
             note = budget.NOTE  # config.toml keeps saying where the figures came from
         run = keep_fitted_schedule(run, saved.train)
     durable.write_text(run_dir / "config.toml", note + run.to_toml())
-    torch.manual_seed(run.train.seed)  # the initial weights depend only on the config
-    model = task_for(run.data).build_model(run.model)  # Transformer, GPT or BERT
-    trainer = Trainer(run, run_dir, data, model, resume=resume, tensorboard=tensorboard, fast=fast)
-    return trainer.fit()
+    return run
+
+
+def _resume_hint(run_dir: Path) -> str:
+    last = ckpt.step_dirs(run_dir)
+    where = f"the last checkpoint is {last[-1][1]}" if last else "no checkpoint was saved yet"
+    return f"{where}; --resume continues the run, with any number of processes"

@@ -29,11 +29,12 @@ from tqdm import tqdm
 from transformer.data import Batch
 from transformer.fast import optimize, tune_malloc
 from transformer.runtime import native_bf16, use_bf16_autocast
-from transformer.training import budget, guard
+from transformer.training import budget, distributed, guard
 from transformer.training import checkpoint as ckpt
 from transformer.training.budget import ScheduleFitting
 from transformer.training.config import RunConfig
 from transformer.training.data import TrainData
+from transformer.training.distributed import NullLog, World, share, sum_over_ranks
 from transformer.training.guard import StopFlag as _StopFlag
 from transformer.training.logging import MetricsLog
 from transformer.training.optim import build_optimizer, set_lr
@@ -110,12 +111,16 @@ class Trainer(ScheduleFitting):
         resume: bool = False,
         tensorboard: bool = True,
         fast: bool = True,
+        world: World | None = None,
     ) -> None:
         """`fast`: run the model through the fast engine (`transformer.fast.optimize`, which
-        keeps its weights and checkpoints as they are); False runs the plain reference core."""
+        keeps its weights and checkpoints as they are); False runs the plain reference core.
+        `world`: this process's place among torchrun's processes (`distributed`; the process
+        group must be started), a world of one by default."""
         self.run, self.data, self.resume = run, data, resume
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(run.train.device)
+        self.world = world or World()
+        self.device = distributed.rank_device(resolve_device(run.train.device), self.world)
         if run.train.threads:
             torch.set_num_threads(run.train.threads)
         if fast and self.device.type == "cpu":
@@ -123,6 +128,11 @@ class Trainer(ScheduleFitting):
         self.model = model.to(self.device)
         if fast:
             optimize(self.model)
+        # What the training forward runs: DistributedDataParallel over several processes, and
+        # torch.compile with train.compile; validation and decoding run self.model, eagerly.
+        self.net = distributed.wrap(self.model, self.world, self.device)
+        if run.train.compile:
+            self.net = torch.compile(self.net)
         self.task = task_for(run.data.task)  # how a batch is scored and counted
         self.optimizer = build_optimizer(self.model, run.train)
         self.autocast = use_bf16_autocast(run.train.amp, self.device)
@@ -152,15 +162,12 @@ class Trainer(ScheduleFitting):
         return batch
 
     # ---- one optimizer step --------------------------------------------------------------
-    def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed smoothed loss and NLL of one batch (`task.Seq2SeqTask` / `task.LMTask`)."""
+    def _forward(self, batch: Batch, net: nn.Module | None = None):
+        """Summed smoothed loss and NLL of one batch (`task.Seq2SeqTask` / `task.LMTask` /
+        `task.MLMTask`), by `net` (the model by default)."""
+        net = self.model if net is None else net
         return self.task.loss(
-            self.model,
-            batch,
-            self.run.model,
-            self.device,
-            self.autocast,
-            self.run.train.label_smoothing,
+            net, batch, self.run.model, self.device, self.autocast, self.run.train.label_smoothing
         )
 
     def train_step(self) -> tuple[float, float, int, int, int]:
@@ -168,14 +175,14 @@ class Trainer(ScheduleFitting):
 
         A NaN/inf loss or gradient skips the update (the batches are consumed, the weights
         and Adam's moments untouched) and tries the next batches; `train.max_nonfinite_steps`
-        such steps in a row raise `TrainingError`.
+        such steps in a row raise `TrainingError`. Over several processes each computes its
+        `share` of the step's batches and every figure is the whole step's (`distributed`).
         Returns (summed loss, summed NLL, target tokens, pad positions, all positions)."""
         in_a_row = 0
         while True:
             batches = [self._next_batch() for _ in range(self.run.train.accum_steps)]
-            n_tokens, n_pad, n_pos = self.task.counts(batches)
-            loss_value, nll_value = self.accumulate(batches, n_tokens)
-            bad = guard.nonfinite_or_clip(self.model, loss_value, self.run.train.clip_norm)
+            n_tokens, n_pad, n_pos = self.task.counts(batches)  # the whole step's, every rank
+            loss_value, nll_value, bad = self._step_sums(batches, n_tokens)
             if bad is None:
                 break
             self.optimizer.zero_grad(set_to_none=True)
@@ -191,18 +198,38 @@ class Trainer(ScheduleFitting):
         self.step += 1
         return loss_value, nll_value, n_tokens, n_pad, n_pos
 
-    def accumulate(self, batches: list[Batch], n_tokens: int) -> tuple[float, float]:
+    def _step_sums(self, batches: list[Batch], n_tokens: int) -> tuple[float, float, str | None]:
+        """This rank's share forward/backward; the step's summed loss and NLL over all ranks
+        and one verdict on NaN/inf that every rank shares (the flags go in the same
+        all-reduce, so no rank steps alone); the gradient is clipped when all is finite."""
+        if self.world.rank > 0:  # its own dropout masks, the same again on resume
+            torch.manual_seed(
+                distributed.rank_seed(self.run.train.seed, self.world.rank, self.step)
+            )
+        loss, nll = self.accumulate(share(batches, self.world), n_tokens)
+        norm = guard.grad_norm(self.model)  # (), the same on every rank: DDP reduced the grads
+        loss_value, nll_value, bad = sum_over_ranks([loss, nll, ~torch.isfinite(norm)], self.world)
+        verdict = guard.nonfinite_or_clip(
+            self.model, loss_value, self.run.train.clip_norm, norm, finite=not bad
+        )
+        return loss_value, nll_value, verdict
+
+    def accumulate(self, batches: list[Batch], n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward/backward every batch with its summed loss divided by `n_tokens` (the
-        step's total), so the gradients add up to that of the per-token mean."""
-        self.model.train()
+        step's total over every rank's batches), so the gradients add up to that of the
+        per-token mean; DDP averages the N ranks' gradients, so each loss is also multiplied
+        by N (exact for a power of two), and it all-reduces once, with the last batch.
+        Returns the summed loss and NLL of these batches, () tensors."""
+        self.net.train()
         loss_total = torch.zeros((), device=self.device)
         nll_total = torch.zeros((), device=self.device)
-        for batch in batches:
-            loss, nll = self._forward(batch)
-            (loss / max(n_tokens, 1)).backward()
+        for i, batch in enumerate(batches):
+            with distributed.no_sync(self.net, sync=i == len(batches) - 1):
+                loss, nll = self._forward(batch, self.net)
+                (loss * self.world.size / max(n_tokens, 1)).backward()
             loss_total += loss.detach()
             nll_total += nll.detach()
-        return float(loss_total), float(nll_total)
+        return loss_total, nll_total
 
     def lr(self, step: int) -> float:
         return learning_rate(self.run.train, self.run.model.d_model, step)
@@ -247,9 +274,11 @@ class Trainer(ScheduleFitting):
             "nonfinite_steps": self.nonfinite_steps,
         }
 
-    def save(self, val: dict[str, float] | None = None) -> Path:
+    def save(self, val: dict[str, float] | None = None) -> Path | None:
         """Checkpoint the current step (a new best when `val` improves on it). Weights with a
-        NaN/inf are a TrainingError and nothing is written."""
+        NaN/inf are a TrainingError and nothing is written. Rank 0 alone writes (None else)."""
+        if not self.world.is_main:
+            return None
         weights = self.model.state_dict()
         bad = ckpt.nonfinite(weights)
         if bad:
@@ -273,13 +302,21 @@ class Trainer(ScheduleFitting):
 
     def restore(self) -> None:
         """Load the newest checkpoint of the run directory that verifies (`ckpt.verify`);
-        newer damaged ones are logged, set aside as `damaged-step-N` and skipped."""
-        if not ckpt.step_dirs(self.run_dir):
-            raise TrainingError(f"{self.run_dir}: no checkpoint to resume from")
-        if guard.load_newest_good(self.run_dir, self._load):
-            guard.rewind_best_json(self.run_dir, self.step, self.best_record)
+        newer damaged ones are logged, set aside as `damaged-step-N` and skipped. Rank 0
+        chooses (and sets aside); the other ranks load the checkpoint it loaded."""
+        path = distributed.lead(self.world, self._restore_newest)
+        if not self.world.is_main:
+            self._load(path)
         self._batches = None
         self._saved_step = self.step
+
+    def _restore_newest(self) -> Path:
+        if not ckpt.step_dirs(self.run_dir):
+            raise TrainingError(f"{self.run_dir}: no checkpoint to resume from")
+        loaded: list[Path] = []
+        if guard.load_newest_good(self.run_dir, lambda p: (self._load(p), loaded.append(p))):
+            guard.rewind_best_json(self.run_dir, self.step, self.best_record)
+        return loaded[-1]
 
     def _load(self, path: Path) -> None:
         ckpt.load_into(self.model, path / "model.safetensors")
@@ -304,15 +341,17 @@ class Trainer(ScheduleFitting):
         else:
             torch.manual_seed(t.seed)
         status, self.last_val = "finished", None
+        main = self.world.is_main  # rank 0 alone logs, shows progress and writes
         bar = tqdm(
             total=t.max_steps if t.max_steps != "auto" else None,
             initial=self.step,
-            disable=not t.progress,
+            disable=not t.progress or not main,
             desc="train",
             unit="step",
             dynamic_ncols=True,
         )
-        with _StopFlag() as flag, MetricsLog(self.run_dir, self.step, self._tensorboard) as log:
+        metrics = MetricsLog(self.run_dir, self.step, self._tensorboard) if main else NullLog()
+        with _StopFlag() as flag, metrics as log:
             if not self.resume:
                 log.write("data", 0, **self.data.summary())
             started = time.monotonic()  # the budget clock (training.budget: what it counts)
@@ -322,11 +361,8 @@ class Trainer(ScheduleFitting):
                 t, bar.total = self.run.train, self.run.train.max_steps
             meter, first_step, since = _Meter(), self.step, time.monotonic()
             while self.step < t.max_steps:
-                if flag.stop:
-                    status = "interrupted"
-                    break
-                if time.monotonic() >= deadline:
-                    status = "time limit"
+                if stop := self._stop(flag, deadline):  # rank 0's decision, on every rank
+                    status = stop
                     break
                 try:
                     stats = self.train_step()
@@ -344,10 +380,17 @@ class Trainer(ScheduleFitting):
                 if self._periodic(meter, log, bar):
                     meter = _Meter()
             bar.close()
-            if status == "time limit":
+            if status == "time limit" and main:
                 self._warn_cut(log, first_step, since)
             self._finish(status, log)
         return TrainResult(self.step, status, self.last_val, self.run_dir)
+
+    def _stop(self, flag: _StopFlag, deadline: float) -> str | None:
+        """None to go on, or why to stop ("interrupted", "time limit"), as rank 0 says."""
+        stop = 1 if flag.stop else 2 if time.monotonic() >= deadline else 0
+        return (None, "interrupted", "time limit")[
+            distributed.decide(stop, self.world, self.device)
+        ]
 
     def _finish(self, status: str, log: MetricsLog) -> None:
         """Final validation (unless it just ran) and checkpoint (unless just saved)."""
@@ -367,6 +410,9 @@ class Trainer(ScheduleFitting):
         log.write("event", self.step, message=f"training {status} at step {self.step}")
 
     def _validate_and_log(self, log: MetricsLog) -> dict[str, float] | None:
+        """Validation (and the BLEU probe) on rank 0; None on the others."""
+        if not self.world.is_main:
+            return None
         val = self.validate()
         probe = self.data.bleu_probe
         if val is not None and probe is not None:
