@@ -347,7 +347,7 @@ def _load() -> str:
 
 
 def run(args) -> int:
-    from transformer.cli import UserError
+    from transformer.cli.errors import UserError
 
     defaults = (10, 2, [512]) if args.quick else (100, 5, [512, 2048])
     for field, default in zip(("n_tries", "repeats", "lengths"), defaults):

@@ -223,7 +223,7 @@ def _time(runner: Callable, batches) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformer.cli import UserError
+    from transformer.cli.errors import UserError
     from transformer.fast import tune_malloc
 
     if args.threads:

@@ -278,7 +278,7 @@ def bench_generation(args, run, nano) -> dict:
 
 
 def _check(args, run) -> None:
-    from transformer.cli import UserError
+    from transformer.cli.errors import UserError
 
     for flag, value in (
         ("--repeats", args.repeats),
@@ -302,7 +302,7 @@ def _print(title: str, rates: dict, base: str, target: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformer.cli import UserError
+    from transformer.cli.errors import UserError
     from transformer.config import ConfigError
     from transformer.fast import tune_malloc
 

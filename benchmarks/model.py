@@ -275,7 +275,7 @@ def bench_size(name: str, args) -> dict:
 
 def _check_args(args) -> list[str]:
     """Validate the options (UserError naming the flag); returns the size names."""
-    from transformer.cli import UserError
+    from transformer.cli.errors import UserError
 
     names = [s.strip() for s in args.sizes.split(",") if s.strip()]
     for s in names:

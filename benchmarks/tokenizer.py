@@ -264,14 +264,14 @@ def _data_root(args) -> Path:
     root = args.data_dir or os.environ.get("TRANSFORMER_DATA") or "../shared/data"
     path = Path(root)
     if not (path / "multi30k").is_dir():
-        from transformer.cli import UserError
+        from transformer.cli.errors import UserError
 
         raise UserError(f"{path}: no multi30k/ corpus here (use --data-dir or TRANSFORMER_DATA)")
     return path
 
 
 def _check_setup(merges: int, repeats: int) -> None:
-    from transformer.cli import UserError
+    from transformer.cli.errors import UserError
 
     if merges <= 0 or repeats <= 0:
         raise UserError(f"--merges and --repeats must be >= 1, got {merges} and {repeats}")

@@ -10,14 +10,14 @@ import torch
 
 from transformer.cli import main as cli_main
 from transformer.config import ConfigError
-from transformer.models import BERT
-from transformer.models.bert import bert_config
-from transformer.models.bert_convert import (
+from transformer.convert.bert import (
     config_from_hf,
     convert_state_dict,
     from_hf,
     load_converted,
 )
+from transformer.models import BERT
+from transformer.models.bert import bert_config
 
 transformers = pytest.importorskip("transformers", reason="BertForMaskedLM is the reference")
 

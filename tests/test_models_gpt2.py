@@ -15,11 +15,11 @@ import torch.nn.functional as F
 
 from transformer.cli import main as cli_main
 from transformer.config import ConfigError, ModelConfig
+from transformer.convert.gpt2 import config_from_hf, convert_state_dict, from_hf
 from transformer.decoding import generate
 from transformer.fast import optimize
 from transformer.layers import FeedForward, TokenEmbedding
 from transformer.models import GPT
-from transformer.models.gpt2_convert import config_from_hf, convert_state_dict, from_hf
 
 transformers = pytest.importorskip("transformers", reason="GPT2LMHeadModel is the reference")
 

@@ -1,8 +1,9 @@
 """The `transformer` command: a thin layer that parses arguments and calls the library.
 
 Each sub-command lives in its own module with two functions, `add_parser(subparsers)` and
-`run(args) -> int`; this module lists them explicitly (no registry) and imports the heavy
-library code only inside `run`, so `transformer --help` stays fast.
+`run(args) -> int`; this module lists them explicitly (no registry). Every module imports
+what it uses at the top; only the optional web stack (fastapi, uvicorn) is imported by
+`serve` when it runs, so the command works without the `serve` extra.
 
 `main` is the one place where errors meet the user: an expected failure (bad input, a file
 that cannot be read or written, a full disk, a closed output pipe, a damaged checkpoint)
@@ -34,6 +35,7 @@ from transformer.cli import (
     train,
     translate,
 )
+from transformer.cli.errors import UserError, check_output  # noqa: F401  (re-exported)
 
 # The sub-command modules, in the order `--help` shows them.
 COMMANDS = [
@@ -63,23 +65,6 @@ INPUT_ERRORS = [
 # OSErrors that mean the user named a path that does not fit (exit 2); other ones exit 1.
 PATH_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
                FileExistsError)  # fmt: skip
-
-
-class UserError(Exception):
-    """An error in the user's input: printed as one clear line, exit status 2."""
-
-
-def check_output(option: str, path: str | os.PathLike[str] | None) -> None:
-    """Before any work: the directory of an output file exists and is writable (UserError)."""
-    if not path:
-        return
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise UserError(f"{option} {path}: the directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"{option} {path}: the directory {parent} is not writable")
-    if os.path.isdir(path):
-        raise UserError(f"{option} {path}: is a directory, expected a file name")
 
 
 def _add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from transformer.cli.errors import UserError, check_output
+from transformer.training.checkpoint import CheckpointError, average, save_weights, step_dirs
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -27,8 +30,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformer.cli import UserError, check_output
-    from transformer.training.checkpoint import CheckpointError, average, save_weights, step_dirs
 
     if args.last < 1:
         raise UserError(f"--last must be >= 1, got {args.last}")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from transformer.cli.errors import UserError
+
 # name -> (module under benchmarks, one-line help)
 BENCHES = {
     "attention": ("attention", "the exercise's attention benchmarks + long-sequence table"),
@@ -53,7 +55,6 @@ def _benchmark(module_name: str):
 
 
 def _missing(args: argparse.Namespace) -> int:
-    from transformer.cli import UserError
 
     raise UserError(
         "the benchmarks live in the checkout's top-level benchmarks/ package, which this "

@@ -15,6 +15,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from transformer.cli.errors import UserError
+from transformer.config import ConfigError
+from transformer.convert.bert import from_hf, read_hf_dir, save_converted
+from transformer.convert.gpt2 import gpt2_tokenizer, load_hf_dir, save_run
+from transformer.tokenizers import TokenizerError, WordPiece
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,10 +39,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_gpt2(args: argparse.Namespace) -> int:
-    from transformer.cli import UserError
-    from transformer.config import ConfigError
-    from transformer.models.gpt2_convert import gpt2_tokenizer, load_hf_dir, save_run
-    from transformer.tokenizers import TokenizerError
 
     try:
         model = load_hf_dir(args.hf_dir)
@@ -54,12 +57,6 @@ def run_gpt2(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from transformer.cli import UserError
-    from transformer.config import ConfigError
-    from transformer.models.bert_convert import from_hf, read_hf_dir, save_converted
-    from transformer.tokenizers import TokenizerError, WordPiece
 
     try:
         hf_config, state = read_hf_dir(args.hf_dir)

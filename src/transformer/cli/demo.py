@@ -7,6 +7,25 @@ import argparse
 import tempfile
 import time
 
+import torch
+
+from transformer.cli.errors import UserError
+from transformer.config import ConfigError, apply_overrides
+from transformer.decoding import SpecialIds, greedy_decode
+from transformer.models import Transformer
+from transformer.training import checkpoint as ckpt
+from transformer.training.config import RunConfig
+from transformer.training.copy_task import (
+    BOS,
+    DEMO_CONFIG,
+    EOS,
+    PAD,
+    exact_copy_accuracy,
+    split_copy,
+)
+from transformer.training.run import train
+from transformer.training.trainer import TrainingError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -34,16 +53,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformer.cli import UserError
-    from transformer.config import ConfigError, apply_overrides
-    from transformer.training.config import RunConfig
-    from transformer.training.copy_task import DEMO_CONFIG
 
     try:
         config = RunConfig.from_dict(apply_overrides(DEMO_CONFIG, args.set))
     except ConfigError as err:
         raise UserError(str(err)) from None
-    from transformer.training.trainer import TrainingError
 
     try:
         if args.out:
@@ -55,10 +69,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _demo(config, run_dir: str, n_examples: int) -> int:
-    from transformer.models import Transformer
-    from transformer.training import checkpoint as ckpt
-    from transformer.training.copy_task import split_copy
-    from transformer.training.run import train
 
     start = time.perf_counter()
     result = train(config, run_dir, tensorboard=False)
@@ -97,10 +107,6 @@ def _demo(config, run_dir: str, n_examples: int) -> int:
 def _copy_accuracy(model, held_out: list[list[int]]) -> tuple[float, list[list[int]]]:
     """Greedy-decode each held-out sequence (source = symbols + </s>); the exact-copy
     accuracy and the outputs without their </s>."""
-    import torch
-
-    from transformer.decoding import SpecialIds, greedy_decode
-    from transformer.training.copy_task import BOS, EOS, PAD, exact_copy_accuracy
 
     model.eval()
     sources = [[*seq, EOS] for seq in held_out]

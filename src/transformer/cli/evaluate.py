@@ -25,6 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from transformer import durable
+from transformer.cli import evaluate_lm, evaluate_mlm
+from transformer.cli.errors import check_output
 from transformer.cli.translate import (
     _user_error,
     add_search_arguments,
@@ -33,6 +38,11 @@ from transformer.cli.translate import (
     make_translator,
     open_run,
 )
+from transformer.data.corpus import DataError, read_lines
+from transformer.data.multi30k import multi30k_files
+from transformer.evaluation import corpus_perplexity, score_translations
+from transformer.evaluation.choose import Grid, bleu_scorer, choose, weight_options
+from transformer.rundir import RunOpenError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -79,14 +89,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _test_set(args: argparse.Namespace, run_cfg) -> tuple[list[str], list[str], str]:
     """(sources, references, description) after checking the options."""
-    from transformer.data.corpus import DataError, read_lines
 
     if bool(args.split) == bool(args.src or args.ref):
         raise _user_error("give either --src FILE --ref FILE or --split NAME")
     try:
         if args.split:
-            from transformer.data.multi30k import multi30k_files
-
             src_lang = args.src_lang or run_cfg.data.src_lang
             tgt_lang = args.tgt_lang or run_cfg.data.tgt_lang
             src_path, ref_path = multi30k_files(
@@ -115,9 +122,6 @@ def _test_set(args: argparse.Namespace, run_cfg) -> tuple[list[str], list[str], 
 
 def _perplexity(model, tokenizer, sources, refs, cfg, device):
     """Reference perplexity, in batches of 64 sentences sorted by length."""
-    import torch
-
-    from transformer.evaluation import corpus_perplexity
 
     limit = cfg.max_len
     pairs = [
@@ -143,9 +147,6 @@ def _perplexity(model, tokenizer, sources, refs, cfg, device):
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformer import durable
-    from transformer.cli import check_output, evaluate_lm, evaluate_mlm
-    from transformer.evaluation import score_translations
 
     if evaluate_lm.is_lm_run(args.run_dir):  # a GPT run: loss / perplexity / bits per char
         return evaluate_lm.run(args)
@@ -206,7 +207,6 @@ def _numbers(text: str, kind: type, option: str) -> tuple:
 
 def _grid(args: argparse.Namespace):
     """The --choose grid; a search flag given fixes its setting."""
-    from transformer.evaluation.choose import Grid
 
     beams = (args.beam,) if args.beam is not None else _numbers(args.beams, int, "--beams")
     alphas = (args.alpha,) if args.alpha is not None else _numbers(args.alphas, float, "--alphas")
@@ -229,8 +229,6 @@ def _progress(candidate) -> None:
 def _choose(args: argparse.Namespace) -> int:
     """--choose: the staged search on this set; the best and every candidate go to
     RUN_DIR/decoding.json."""
-    from transformer.evaluation.choose import bleu_scorer, choose, weight_options
-    from transformer.rundir import RunOpenError
 
     if args.split and args.split.startswith("test"):
         raise _user_error(

@@ -7,15 +7,26 @@ split (the last 10% of the text, every token but the first scored once;
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import time
 from pathlib import Path
+
+from transformer.cli.errors import UserError
+from transformer.cli.translate import _user_error, open_run
+from transformer.config import ConfigError
+from transformer.data import DataError
+from transformer.evaluation.lm import lm_scores
+from transformer.fast import optimize
+from transformer.rundir import RunOpenError
+from transformer.tokenizers import TokenizerError
+from transformer.training.config import RunConfig
+from transformer.training.lm_data import lm_data
 
 
 def is_lm_run(run_dir: str) -> bool:
     """Whether RUN_DIR/config.toml says data.task = "lm" (False when unreadable: the
     translation path then reports the problem)."""
-    from transformer.config import ConfigError
-    from transformer.training.config import RunConfig
 
     try:
         return RunConfig.from_toml(Path(run_dir) / "config.toml").data.task == "lm"
@@ -27,9 +38,6 @@ def load_model(args: argparse.Namespace):
     """(model in eval mode on its device, tokenizer, ModelConfig, RunConfig) from RUN_DIR,
     with --weights / --average (default: the latest weights) and --device / --threads, on the
     fast engine unless --reference."""
-    from transformer.cli.translate import _user_error, open_run
-    from transformer.fast import optimize
-    from transformer.rundir import RunOpenError
 
     run_dir, device = open_run(args)
     try:
@@ -42,16 +50,6 @@ def load_model(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-    import time
-
-    from transformer.cli import UserError
-    from transformer.config import ConfigError
-    from transformer.data import DataError
-    from transformer.evaluation.lm import lm_scores
-    from transformer.tokenizers import TokenizerError
-    from transformer.training.config import RunConfig
-    from transformer.training.lm_data import lm_data
 
     if args.src or args.ref or args.split:
         raise UserError("an LM run is evaluated on its validation split: drop --src/--ref/--split")

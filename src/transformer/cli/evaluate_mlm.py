@@ -18,11 +18,25 @@ from pathlib import Path
 
 import numpy as np
 
+from transformer.cli.errors import UserError
+from transformer.cli.evaluate_lm import load_model
+from transformer.config import ConfigError
+from transformer.data import DataError
+from transformer.evaluation.mlm import mlm_scores, read_masked_val
+from transformer.tokenizers import TokenizerError
+from transformer.training.config import RunConfig
+from transformer.training.mlm_data import (
+    VAL_SEED,
+    Masking,
+    MLMBatcher,
+    mask_split,
+    mlm_data,
+    most_frequent_token,
+)
+
 
 def is_mlm_run(run_dir: str) -> bool:
     """Whether RUN_DIR/config.toml says data.task = "mlm" (False when unreadable)."""
-    from transformer.config import ConfigError
-    from transformer.training.config import RunConfig
 
     try:
         return RunConfig.from_toml(Path(run_dir) / "config.toml").data.task == "mlm"
@@ -38,8 +52,6 @@ def _ragged(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 def _val_batcher(args, data, tokenizer, cfg, max_tokens: int):
     """(the validation batcher, a description of its masks)."""
-    from transformer.evaluation.mlm import read_masked_val
-    from transformer.training.mlm_data import VAL_SEED, Masking, MLMBatcher, mask_split
 
     pad = tokenizer.pad_id
     if args.masked_val:
@@ -57,14 +69,6 @@ def _val_batcher(args, data, tokenizer, cfg, max_tokens: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformer.cli import UserError
-    from transformer.cli.evaluate_lm import load_model
-    from transformer.config import ConfigError
-    from transformer.data import DataError
-    from transformer.evaluation.mlm import mlm_scores
-    from transformer.tokenizers import TokenizerError
-    from transformer.training.config import RunConfig
-    from transformer.training.mlm_data import mlm_data, most_frequent_token
 
     if args.src or args.ref or args.split or args.choose:
         raise UserError(

@@ -15,6 +15,12 @@ import argparse
 import json
 import sys
 
+import torch
+
+from transformer.cli.errors import UserError
+from transformer.decoding.fill_mask import fill_mask
+from transformer.rundir import RunDir, RunOpenError, resolve_device
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -34,7 +40,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _error(message: str) -> Exception:
-    from transformer.cli import UserError
 
     return UserError(message)
 
@@ -59,10 +64,6 @@ def _filled(tokenizer, text: str, best: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from transformer.decoding.fill_mask import fill_mask
-    from transformer.rundir import RunDir, RunOpenError, resolve_device
 
     if args.top_k < 1:
         raise _error(f"--top-k must be >= 1, got {args.top_k}")

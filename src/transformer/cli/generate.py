@@ -19,6 +19,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
+from transformer.cli.errors import UserError
+from transformer.decoding.sampling import check_sampling, stream
+from transformer.fast import optimize
+from transformer.rundir import RunDir, RunOpenError, resolve_device
+from transformer.tokenizers import TokenizerError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -50,7 +58,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _error(message: str) -> Exception:
-    from transformer.cli import UserError
 
     return UserError(message)
 
@@ -69,7 +76,6 @@ def _prompt_text(args: argparse.Namespace) -> str:
 
 def _check_args(args: argparse.Namespace) -> dict:
     """The sampling settings for `transformer.decoding.sampling.stream`, checked."""
-    from transformer.decoding.sampling import check_sampling
 
     if args.max_new_tokens < 0:
         raise _error(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
@@ -91,10 +97,6 @@ def _check_args(args: argparse.Namespace) -> dict:
 
 def _open_lm(args: argparse.Namespace):
     """(model, tokenizer, context) of an LM run directory, or a UserError."""
-    import torch
-
-    from transformer.fast import optimize
-    from transformer.rundir import RunDir, RunOpenError, resolve_device
 
     try:
         run_dir = RunDir.open(args.run_dir)
@@ -116,7 +118,6 @@ def _open_lm(args: argparse.Namespace):
 
 
 def _encode(tokenizer, text: str) -> list[int]:
-    from transformer.tokenizers import TokenizerError
 
     try:
         ids = tokenizer.encode(text)
@@ -143,9 +144,6 @@ def _stream_text(tokenizer, tokens, out) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from transformer.decoding.sampling import stream
 
     settings = _check_args(args)
     text = _prompt_text(args)

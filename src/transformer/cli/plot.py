@@ -11,6 +11,11 @@ from __future__ import annotations
 import argparse
 
 from transformer.cli import plot_figures
+from transformer.cli.errors import UserError
+from transformer.config import ConfigError, ModelConfig, apply_overrides, load_toml
+from transformer.models import GPT, Transformer, parameter_count
+from transformer.viz.model_tree import model_tree
+from transformer.viz.positional import plot_positional_encoding
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -56,8 +61,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_positional(args: argparse.Namespace) -> int:
-    from transformer.cli import UserError
-    from transformer.viz.positional import plot_positional_encoding
 
     if args.dim < 2 or args.positions < 1:
         raise UserError(
@@ -69,8 +72,6 @@ def run_positional(args: argparse.Namespace) -> int:
 
 
 def _model_config(args: argparse.Namespace):
-    from transformer.cli import UserError
-    from transformer.config import ConfigError, ModelConfig, apply_overrides, load_toml
 
     try:
         if args.config:
@@ -88,8 +89,6 @@ def _model_config(args: argparse.Namespace):
 
 
 def run_model(args: argparse.Namespace) -> int:
-    from transformer.models import GPT, Transformer, parameter_count
-    from transformer.viz.model_tree import model_tree
 
     cfg = _model_config(args)
     model = GPT(cfg) if args.gpt else Transformer(cfg)

@@ -10,6 +10,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+
+from transformer.cli.errors import UserError
+from transformer.config import ConfigError
+from transformer.rundir import RunOpenError
+from transformer.training.config import RunConfig
+from transformer.viz.attention import sentence_attention
+from transformer.viz.attention_plot import attention_figure, save_figure
+from transformer.viz.curves import lr_figure, read_runs, training_figure
+from transformer.viz.loaded import LoadedRun
 
 
 def add_parsers(which: argparse._SubParsersAction) -> None:
@@ -55,18 +65,12 @@ def add_parsers(which: argparse._SubParsersAction) -> None:
 
 
 def _check_out(path: str) -> None:
-    from transformer.cli import UserError
 
     if not path.lower().endswith((".png", ".svg")):
         raise UserError(f"--out must end in .png or .svg, got {path!r}")
 
 
 def run_attention(args: argparse.Namespace) -> int:
-    from transformer.cli import UserError
-    from transformer.rundir import RunOpenError
-    from transformer.viz.attention import sentence_attention
-    from transformer.viz.attention_plot import attention_figure, save_figure
-    from transformer.viz.loaded import LoadedRun
 
     _check_out(args.out)
     try:
@@ -92,11 +96,6 @@ def run_attention(args: argparse.Namespace) -> int:
 
 
 def run_lr(args: argparse.Namespace) -> int:
-    from transformer.cli import UserError
-    from transformer.config import ConfigError
-    from transformer.training.config import RunConfig
-    from transformer.viz.attention_plot import save_figure
-    from transformer.viz.curves import lr_figure
 
     _check_out(args.out)
     try:
@@ -115,11 +114,6 @@ def run_lr(args: argparse.Namespace) -> int:
 
 
 def run_training(args: argparse.Namespace) -> int:
-    import json
-
-    from transformer.cli import UserError
-    from transformer.viz.attention_plot import save_figure
-    from transformer.viz.curves import read_runs, training_figure
 
     _check_out(args.out)
     try:

@@ -18,6 +18,12 @@ with a one-line reason.
 from __future__ import annotations
 
 import argparse
+import importlib
+
+import torch
+
+from transformer.cli.errors import UserError
+from transformer.rundir import RunOpenError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,13 +54,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-    import uvicorn
+def _web_stack():
+    """(transformer.serve, uvicorn): they need the `serve` extra (fastapi, uvicorn), so they are
+    imported when the command runs and `transformer` works without them."""
+    try:
+        return importlib.import_module("transformer.serve"), importlib.import_module("uvicorn")
+    except ImportError as err:
+        raise UserError(
+            f"transformer serve needs the web extra: pip install -e '.[serve]' ({err})"
+        ) from None
 
-    from transformer.cli import UserError
-    from transformer.rundir import RunOpenError
-    from transformer.serve import Explorer, Limits, create_app
+
+def run(args: argparse.Namespace) -> int:
+    serve, uvicorn = _web_stack()
+    Explorer, Limits, create_app = serve.Explorer, serve.Limits, serve.create_app
 
     if not 0 <= args.port < 65536:
         raise UserError(f"--port must be in 0 .. 65535, got {args.port}")

@@ -18,16 +18,25 @@ import gzip
 import sys
 from collections.abc import Iterator
 
+from transformer.cli.errors import UserError, check_output
 from transformer.cli.wordpiece import (
     add_wordpiece_arguments,
     encode_wordpiece,
     train_wordpiece,
 )
+from transformer.data.corpus import DataError, read_text
+from transformer.tokenizers import (
+    BPE,
+    ByteBPE,
+    CharTokenizer,
+    TokenizerError,
+    WordPiece,
+    load_tokenizer,
+)
 
 
 def _error(message: str) -> Exception:
-    """A `transformer.cli.UserError` (imported late: `transformer.cli` imports this module)."""
-    from transformer.cli import UserError
+    """A `transformer.cli.errors.UserError` with `message`."""
 
     return UserError(message)
 
@@ -111,8 +120,6 @@ def read_lines(files: list[str]) -> Iterator[tuple[str, int, str]]:
 def _utf8_error(name: str, lines_read: int, err: UnicodeDecodeError) -> str:
     """'FILE:LINE: invalid UTF-8 ...' (the exact line: the file is read again as bytes)."""
     if name != "-":
-        from transformer.data.corpus import DataError, read_text
-
         try:
             read_text(name)
         except DataError as exact:
@@ -121,7 +128,6 @@ def _utf8_error(name: str, lines_read: int, err: UnicodeDecodeError) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformer.tokenizers import TokenizerError
 
     try:
         if args.action == "train":
@@ -136,8 +142,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from transformer.cli import check_output
-    from transformer.tokenizers import BPE, ByteBPE, CharTokenizer
 
     for option, path in (("-o", args.out), ("--codes", args.codes), ("--hf-json", args.hf_json)):
         check_output(option, path)  # before the learning, not after
@@ -184,7 +188,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from transformer.tokenizers import BPE, CharTokenizer, WordPiece, load_tokenizer
 
     tok = load_tokenizer(args.tokenizer)
     if isinstance(tok, WordPiece):
@@ -212,7 +215,6 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from transformer.tokenizers import load_tokenizer
 
     tok = load_tokenizer(args.tokenizer)
     for name, lineno, line in read_lines(args.files):

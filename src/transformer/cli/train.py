@@ -5,6 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from transformer.cli.errors import UserError
+from transformer.config import ConfigError
+from transformer.data import DataError
+from transformer.tokenizers import TokenizerError
+from transformer.training.checkpoint import CheckpointError
+from transformer.training.config import RunConfig
+from transformer.training.distributed import World
+from transformer.training.run import train
+from transformer.training.trainer import RunDirError, TrainingError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -38,15 +48,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformer.cli import UserError
-    from transformer.config import ConfigError
-    from transformer.data import DataError
-    from transformer.tokenizers import TokenizerError
-    from transformer.training.checkpoint import CheckpointError
-    from transformer.training.config import RunConfig
-    from transformer.training.distributed import World
-    from transformer.training.run import train
-    from transformer.training.trainer import RunDirError, TrainingError
 
     try:
         config = RunConfig.from_toml(args.config, args.set)

