@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from transformer.cli import main
 from transformer.training.distributed import DistributedError, World, batches_per_rank, share
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,6 +131,11 @@ def test_two_processes_equal_one(single, tmp_path):
     assert len(_losses(two)) == 6
     # rank 0 alone writes: the same files as one process (one log, one TensorBoard file)
     assert _files(two) == _files(single)
+    # its checkpoints average as any run's (Section 6.1): the element-wise mean of the last 2
+    out = tmp_path / "avg.safetensors"
+    assert main(["average", str(two), "--last", "2", "--out", str(out)]) == 0
+    a, b = (load_file(p / "model.safetensors") for p in sorted(two.glob("checkpoints/step-*"))[-2:])
+    _close(load_file(out), {name: (a[name] + b[name]) / 2 for name in a})
 
 
 def test_resume_one_process_with_two(single, tmp_path):

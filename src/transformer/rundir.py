@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from transformer import runtime
 from transformer.config import ConfigError, ModelConfig
 from transformer.tokenizers import TokenizerError, WordPiece, load_tokenizer
 from transformer.tokenizers.specials import BOS_ID, EOS_ID, PAD_ID
@@ -249,13 +250,8 @@ class RunDir:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cpu' / 'cuda[:N]' as given, checked."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """`runtime.resolve_device` for a command's --device: errors are `RunOpenError`s."""
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise RunOpenError(f"unknown device {name!r} (use 'auto', 'cpu' or 'cuda')") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RunOpenError(f"device {name!r}: no CUDA device is available")
-    return device
+        return runtime.resolve_device(name)
+    except ValueError as err:
+        raise RunOpenError(f"device {name!r} {err}") from None

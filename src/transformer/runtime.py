@@ -27,3 +27,18 @@ def use_bf16_autocast(amp: str, device: torch.device) -> bool:
     if amp == "native":
         return native_bf16(device)
     return amp == "auto" and device.type == "cuda"
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cpu' / 'cuda[:N]' as given. Raises
+    ValueError for a name torch does not know or a CUDA device that is not there (the message
+    continues a sentence that starts with the name: "'cuda' but no CUDA device ...")."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError("is an unknown device (use 'auto', 'cpu' or 'cuda')") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("but no CUDA device is available")
+    return device

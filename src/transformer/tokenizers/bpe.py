@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 
+from transformer import durable
 from transformer.tokenizers import files
 from transformer.tokenizers.files import BPE_FORMAT, TokenizerError
 from transformer.tokenizers.hf import bpe_to_hf
@@ -254,9 +255,8 @@ class BPE:
         they apply to text after `punct.split_punct`."""
         if self.end_of_word not in (None, "</w>"):
             raise TokenizerError("subword-nmt codes need end_of_word='</w>'")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("#version: 0.2\n")
-            f.writelines(f"{a} {b}\n" for a, b in self.merges)
+        codes = "".join(f"{a} {b}\n" for a, b in self.merges)
+        durable.write_text(path, "#version: 0.2\n" + codes)
 
     def to_hf_json(self, path: str | os.PathLike) -> None:
         """Write a Hugging Face `tokenizer.json` that `tokenizers` loads and encodes the same

@@ -31,6 +31,7 @@ from typing import Any
 
 import regex
 
+from transformer import durable
 from transformer.tokenizers import bert_text
 from transformer.tokenizers import files as tio
 from transformer.tokenizers.wordpiece_learn import CRITERIA, learn_wordpiece
@@ -226,8 +227,7 @@ class WordPiece:
         """Write BERT's `vocab.txt`: one token per line, line number = id."""
         if any("\n" in t or "\r" in t for t in self.tokens):
             raise tio.TokenizerError("a token contains a line break: no vocab.txt possible")
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(t + "\n" for t in self.tokens)
+        durable.write_text(path, "".join(t + "\n" for t in self.tokens))
 
     @classmethod
     def from_vocab_file(cls, path: str | os.PathLike, lowercase: bool = True, **kw) -> WordPiece:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from transformer import runtime
 from transformer.data import Batch
 from transformer.fast import optimize, tune_malloc
 from transformer.runtime import native_bf16, use_bf16_autocast
@@ -63,13 +64,11 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """ "auto" -> cuda when available, else cpu; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"train.device = {name!r} but no CUDA device is available")
-    return device
+    """`runtime.resolve_device` for train.device: its errors name the field."""
+    try:
+        return runtime.resolve_device(name)
+    except ValueError as err:
+        raise TrainingError(f"train.device = {name!r} {err}") from None
 
 
 class _Meter:
