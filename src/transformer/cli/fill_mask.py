@@ -15,11 +15,10 @@ import argparse
 import json
 import sys
 
-import torch
-
 from transformer.cli.errors import UserError
+from transformer.cli.translate import open_run
 from transformer.decoding.fill_mask import fill_mask
-from transformer.rundir import RunDir, RunOpenError, resolve_device
+from transformer.rundir import RunOpenError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -64,19 +63,16 @@ def _filled(tokenizer, text: str, best: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-
     if args.top_k < 1:
         raise _error(f"--top-k must be >= 1, got {args.top_k}")
+    run_dir, device = open_run(args)
+    if not run_dir.is_mlm:
+        raise _error(
+            f"{args.run_dir} is a data.task {run_dir.config.data.task!r} run; fill-mask "
+            "needs a masked-LM run (data.task 'mlm')"
+        )
     try:
-        run_dir = RunDir.open(args.run_dir)
-        if not run_dir.is_mlm:
-            raise _error(
-                f"{args.run_dir} is a data.task {run_dir.config.data.task!r} run; fill-mask "
-                "needs a masked-LM run (data.task 'mlm')"
-            )
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        model = run_dir.load_model(args.weights, args.average, resolve_device(args.device))
+        model = run_dir.load_model(args.weights, args.average, device)
     except RunOpenError as err:
         raise _error(str(err)) from None
     tokenizer = run_dir.tokenizer

@@ -22,9 +22,10 @@ import sys
 import torch
 
 from transformer.cli.errors import UserError
+from transformer.cli.translate import open_run
 from transformer.decoding.sampling import check_sampling, stream
 from transformer.fast import optimize
-from transformer.rundir import RunDir, RunOpenError, resolve_device
+from transformer.rundir import RunOpenError
 from transformer.tokenizers import TokenizerError
 
 
@@ -97,18 +98,15 @@ def _check_args(args: argparse.Namespace) -> dict:
 
 def _open_lm(args: argparse.Namespace):
     """(model, tokenizer, context) of an LM run directory, or a UserError."""
-
+    run_dir, device = open_run(args)
+    if not run_dir.is_lm:
+        raise _error(
+            f"{args.run_dir} holds a translation model (data.task = "
+            f"{run_dir.config.data.task!r}); generate needs a language-model run "
+            "(data.task = 'lm'); use `transformer translate` for this one"
+        )
     try:
-        run_dir = RunDir.open(args.run_dir)
-        if not run_dir.is_lm:
-            raise _error(
-                f"{args.run_dir} holds a translation model (data.task = "
-                f"{run_dir.config.data.task!r}); generate needs a language-model run "
-                "(data.task = 'lm'); use `transformer translate` for this one"
-            )
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        model = run_dir.load_model(args.weights, args.average, resolve_device(args.device))
+        model = run_dir.load_model(args.weights, args.average, device)
     except RunOpenError as err:
         raise _error(str(err)) from None
     if not args.reference:
