@@ -231,3 +231,36 @@ def test_cli_errors(tmp_path, capsys):
     assert "--port" in capsys.readouterr().err
     assert main(["serve", str(make_run(tmp_path / "r")), "--beam", "0"]) == 2
     assert "beam must be a positive integer" in capsys.readouterr().err
+
+
+def test_a_trained_language_model_run_is_served(tmp_path):
+    """A GPT run written by `transformer train` (data.task "lm") through RunDir: generate
+    gives the seeded sampler's text, attention the model's own causal weights."""
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be, that is the question.\n" * 40, encoding="utf-8")
+    config = tmp_path / "lm.toml"
+    config.write_text(
+        '[model]\npreset = "tiny"\nd_model = 16\nn_heads = 2\nd_ff = 32\nn_encoder_layers = 0\n'
+        'n_decoder_layers = 1\nmax_len = 32\npositional = "learned"\nnorm_first = true\n'
+        f'[data]\ntask = "lm"\ntext_file = "{text}"\nblock_size = 16\nbatch_size = 4\n'
+        "[train]\nmax_steps = 3\nwarmup = 1\nval_every = 3\nsave_every = 3\nprogress = false\n"
+        'device = "cpu"\noptimizer = "adamw"\nschedule = "cosine"\nlr = 0.001\nmin_lr = 0.0001\n'
+        "label_smoothing = 0.0\n"
+    )
+    assert main(["train", str(config), "--out", str(tmp_path / "lm")]) == 0
+    client = TestClient(create_app(Explorer.load([str(tmp_path / "lm")], Limits())))
+    assert client.get("/api/runs").json()["runs"][0]["kind"] == "gpt"
+    ask = {"run": "lm", "prompt": "to be", "max_new_tokens": 8, "seed": 3}
+    first, again = (client.post("/api/generate", json=ask) for _ in range(2))
+    assert first.status_code == 200 and first.json() == again.json()  # seeded
+    assert len(first.json()["continuation"]) == 8  # one character a token
+    seen = client.post("/api/attention", json={"run": "lm", "text": "to be"}).json()
+    panels = seen["attention"]["decoder"]["panels"]  # one per (layer, head), 5 decimals
+    run = RunDir.open(tmp_path / "lm")
+    ids = run.tokenizer.encode("to be")
+    _, expected = run.load_model()(torch.tensor([ids]), need_weights=True)
+    assert len(ids) == 5 and [(p["layer"], p["head"]) for p in panels] == [(0, 0), (0, 1)]
+    for p in panels:
+        got = torch.tensor(p["weights"])
+        torch.testing.assert_close(got, expected[0][0, p["head"]], atol=1e-5, rtol=0)  # layer 0
+    assert client.post("/api/translate", json={"run": "lm", "text": "hi"}).status_code == 400
