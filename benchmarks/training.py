@@ -145,7 +145,8 @@ def _time(arm, steps: int, warmup: int, device) -> dict[str, float]:
     start = time.perf_counter()
     tokens = pad = pos = 0
     for _ in range(steps):
-        _, _, n_tok, n_pad, n_pos = arm.train_step()
+        stats = arm.train_step()
+        n_tok, n_pad, n_pos = stats.tokens, stats.pad, stats.positions
         tokens, pad, pos = tokens + n_tok, pad + n_pad, pos + n_pos
     if device.type == "cuda":
         torch.cuda.synchronize()

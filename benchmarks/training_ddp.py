@@ -103,7 +103,7 @@ def _worker(config: str, work: str, steps: int, warmup: int, sets: list[str]) ->
     distributed.barrier(world)
     start, tokens = time.perf_counter(), 0
     for _ in range(steps):
-        tokens += trainer.train_step()[2]  # the whole step's target tokens
+        tokens += trainer.train_step().tokens  # the whole step's target tokens
     seconds = time.perf_counter() - start
     if world.is_main:
         print(json.dumps({"tok_s": tokens / seconds, "s_step": seconds / steps}))

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from typing import NamedTuple
 
 import torch
+from torch import nn
 
 from transformer.cli.errors import UserError
 from transformer.decoding import SpecialIds
@@ -203,9 +205,18 @@ def make_translator(model, run_dir, choice, args: argparse.Namespace, n_best: in
     )
 
 
-def build_translator(args: argparse.Namespace, n_best: int = 1):
-    """(Translator, model, RunDir, DecodingChoice, where its settings came from) for RUN_DIR
-    with the search options of `args`."""
+class BuiltTranslator(NamedTuple):
+    """What `build_translator` sets up for RUN_DIR."""
+
+    translator: Translator
+    model: nn.Module
+    run_dir: RunDir
+    choice: DecodingChoice
+    origin: str  # which settings came from flags, decoding.json or the defaults
+
+
+def build_translator(args: argparse.Namespace, n_best: int = 1) -> BuiltTranslator:
+    """The translator of RUN_DIR with the search options of `args` (see `BuiltTranslator`)."""
     run_dir, device = open_run(args)
     if run_dir.is_lm or run_dir.is_mlm:
         what, use = (
@@ -215,7 +226,9 @@ def build_translator(args: argparse.Namespace, n_best: int = 1):
     choice, origin = resolve_choice(args, run_dir)
     model = load_weights(run_dir, choice, device, fast=not args.reference)
     translator = make_translator(model, run_dir, choice, args, n_best)
-    return translator, model, run_dir, choice, describe_origin(choice, origin, run_dir)
+    return BuiltTranslator(
+        translator, model, run_dir, choice, describe_origin(choice, origin, run_dir)
+    )
 
 
 def _lines(stream, interactive: bool):
@@ -232,7 +245,8 @@ def _lines(stream, interactive: bool):
 def run(args: argparse.Namespace) -> int:
     if args.max_tokens < 1:
         raise _user_error(f"--max-tokens must be >= 1, got {args.max_tokens}")
-    translator, _, _, _, origin = build_translator(args, n_best=args.n_best)
+    built = build_translator(args, n_best=args.n_best)
+    translator, origin = built.translator, built.origin
     print(f"transformer translate: {origin}", file=sys.stderr)
     interactive = sys.stdin.isatty()
     lines = _lines(sys.stdin, interactive)

@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -69,6 +69,16 @@ def resolve_device(name: str) -> torch.device:
         return runtime.resolve_device(name)
     except ValueError as err:
         raise TrainingError(f"train.device = {name!r} {err}") from None
+
+
+class StepStats(NamedTuple):
+    """What one optimizer step reports (sums over the whole step, every rank's batches)."""
+
+    loss: float  # summed label-smoothed loss
+    nll: float  # summed negative log-likelihood
+    tokens: int  # target tokens the loss is divided by
+    pad: int  # padded positions
+    positions: int  # all positions (source and target)
 
 
 class _Meter:
@@ -169,14 +179,14 @@ class Trainer(ScheduleFitting):
             net, batch, self.run.model, self.device, self.autocast, self.run.train.label_smoothing
         )
 
-    def train_step(self) -> tuple[float, float, int, int, int]:
+    def train_step(self) -> StepStats:
         """Accumulate `accum_steps` batches, clip, set the rate and step Adam.
 
         A NaN/inf loss or gradient skips the update (the batches are consumed, the weights
         and Adam's moments untouched) and tries the next batches; `train.max_nonfinite_steps`
         such steps in a row raise `TrainingError`. Over several processes each computes its
         `share` of the step's batches and every figure is the whole step's (`distributed`).
-        Returns (summed loss, summed NLL, target tokens, pad positions, all positions)."""
+        Returns the step's `StepStats`."""
         in_a_row = 0
         while True:
             batches = [self._next_batch() for _ in range(self.run.train.accum_steps)]
@@ -195,7 +205,7 @@ class Trainer(ScheduleFitting):
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return loss_value, nll_value, n_tokens, n_pad, n_pos
+        return StepStats(loss_value, nll_value, n_tokens, n_pad, n_pos)
 
     def _step_sums(self, batches: list[Batch], n_tokens: int) -> tuple[float, float, str | None]:
         """This rank's share forward/backward; the step's summed loss and NLL over all ranks
@@ -372,7 +382,7 @@ class Trainer(ScheduleFitting):
                 meter.add(*stats)
                 bar.update(1)
                 bar.set_postfix(
-                    loss=f"{stats[0] / max(stats[2], 1):.3f}",
+                    loss=f"{stats.loss / max(stats.tokens, 1):.3f}",
                     lr=f"{self.lr(self.step):.2e}",
                     refresh=False,
                 )
