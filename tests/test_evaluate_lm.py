@@ -24,12 +24,7 @@ TEXT = (
 ) * 5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread
 
 
 def direct_nll(model, ids: list[int], context: int) -> float:

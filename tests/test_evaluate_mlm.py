@@ -29,12 +29,7 @@ from transformer.training.run import train
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "hf_bert_peer.py"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread
 
 
 @pytest.fixture(scope="module")

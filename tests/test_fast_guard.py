@@ -33,13 +33,7 @@ CONFIGS = {  # name -> overrides: the paper's post-norm, pre-norm, d_k != d_v, l
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread (and the broadcasting crossover is one-thread)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread
 
 
 def pair(name: str, dtype: torch.dtype, model_cls=Transformer, seed: int = 0, **extra):

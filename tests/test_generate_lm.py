@@ -23,13 +23,7 @@ TEXT = (
 ) * 5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: these tiny models are much faster so on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread
 
 
 def chi2_critical(df: int, z: float = 3.09) -> float:

@@ -32,12 +32,7 @@ SMALL = dict(
 F32 = dict(rtol=0.0, atol=1e-5)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread
 
 
 def hf_model(seed: int = 0, **overrides) -> transformers.GPT2LMHeadModel:
