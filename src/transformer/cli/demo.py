@@ -7,11 +7,9 @@ import argparse
 import tempfile
 import time
 
-import torch
-
 from transformer.cli.errors import UserError
 from transformer.config import ConfigError, apply_overrides
-from transformer.decoding import SpecialIds, greedy_decode
+from transformer.decoding import SpecialIds, greedy_decode, pad_ids
 from transformer.models import Transformer
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig
@@ -23,8 +21,8 @@ from transformer.training.copy_task import (
     exact_copy_accuracy,
     split_copy,
 )
+from transformer.training.errors import TrainingError
 from transformer.training.run import train
-from transformer.training.trainer import TrainingError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -110,9 +108,7 @@ def _copy_accuracy(model, held_out: list[list[int]]) -> tuple[float, list[list[i
 
     model.eval()
     sources = [[*seq, EOS] for seq in held_out]
-    src = torch.full((len(sources), max(map(len, sources))), PAD, dtype=torch.int64)  # (B, S)
-    for i, seq in enumerate(sources):
-        src[i, : len(seq)] = torch.tensor(seq)
+    src = pad_ids(sources, PAD)  # (B, S)
     hyps = greedy_decode(model, src, SpecialIds(bos=BOS, eos=EOS, pad=PAD))
     outputs = [h.tokens for h in hyps]
     stripped = [out[:-1] if out[-1:] == [EOS] else out for out in outputs]

@@ -25,8 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from transformer import durable
 from transformer.cli import evaluate_lm, evaluate_mlm
 from transformer.cli.errors import check_output
@@ -40,6 +38,7 @@ from transformer.cli.translate import (
 )
 from transformer.data.corpus import DataError, read_lines
 from transformer.data.multi30k import multi30k_files
+from transformer.decoding import pad_ids
 from transformer.evaluation import corpus_perplexity, score_translations
 from transformer.evaluation.choose import Grid, bleu_scorer, choose, weight_options
 from transformer.rundir import RunOpenError
@@ -133,14 +132,8 @@ def _perplexity(model, tokenizer, sources, refs, cfg, device):
     ]
     pairs.sort(key=lambda p: len(p[1]))
 
-    def pad(rows):
-        out = torch.full((len(rows), max(map(len, rows))), cfg.pad_id, dtype=torch.long)
-        for i, row in enumerate(rows):
-            out[i, : len(row)] = torch.tensor(row)
-        return out.to(device)
-
     batches = (
-        (pad([p[0] for p in pairs[i : i + 64]]), pad([p[1] for p in pairs[i : i + 64]]))
+        tuple(pad_ids([p[side] for p in pairs[i : i + 64]], cfg.pad_id, device) for side in (0, 1))
         for i in range(0, len(pairs), 64)
     )
     return corpus_perplexity(model, batches, cfg.pad_id)

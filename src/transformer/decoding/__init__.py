@@ -12,6 +12,7 @@ from transformer.decoding.common import (
     SpecialIds,
     length_limits,
     length_penalty,
+    pad_ids,
 )
 from transformer.decoding.greedy import greedy_decode
 from transformer.decoding.sampling import filter_logits, generate, sample_next
@@ -31,5 +32,6 @@ __all__ = [
     "greedy_decode",
     "length_limits",
     "length_penalty",
+    "pad_ids",
     "sample_next",
 ]

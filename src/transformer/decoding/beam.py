@@ -37,13 +37,11 @@ from transformer.decoding.common import (
     Seq2SeqDecoder,
     SpecialIds,
     block_eos,
-    check_offset,
-    length_limits,
     length_penalty,
-    min_lengths,
     new_cache,
     next_logits,
     search_ops,
+    sentence_lengths,
 )
 
 NEG_INF = float("-inf")
@@ -100,11 +98,10 @@ def beam_search(
     log-probabilities and length-normalised scores. Length settings as in `greedy_decode`.
     """
     _check(beam_size, n_best, alpha)
-    check_offset(max_len_offset)
+    limits, mins, max_min = sentence_lengths(
+        src, ids.pad, max_len, min_len, max_len_offset, max_positions
+    )  # (B,), (B,), int
     k, batch, device = beam_size, src.size(0), src.device
-    limits = length_limits(src, ids.pad, max_len, max_len_offset, max_positions)  # (B,)
-    mins = min_lengths(src, min_len)  # (B,)
-    max_min = int(mins.max())
     cache = new_cache(model, make_cache) if use_cache else None
     shared = _shares_source(model, cache)
     memory, src_pad_mask = _memory(model, src, ids.pad, 1 if shared else k)

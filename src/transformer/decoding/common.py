@@ -12,9 +12,9 @@ D d_model, V vocabulary, K beam.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -79,6 +79,16 @@ class SpecialIds:
     pad: int
 
 
+def pad_ids(
+    rows: Sequence[Sequence[int]], pad_id: int, device: torch.device | str | None = None
+) -> Tensor:
+    """Id lists right-padded with `pad_id` into one (B, L) int64 tensor, L the longest row."""
+    out = torch.full((len(rows), max(map(len, rows))), pad_id, dtype=torch.long)  # (B, L)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out.to(device) if device is not None else out
+
+
 def length_penalty(length: int | Tensor, alpha: float) -> float | Tensor:
     """lp(Y) = ((5 + |Y|) / 6) ** alpha (Wu et al., 2016, Section 7); |Y| counts the
     generated tokens including </s>."""
@@ -137,6 +147,29 @@ def _per_sentence(value: int | Tensor, src: Tensor, name: str, low: int) -> Tens
             f"{name} must be an integer >= {low} or a ({batch},) tensor, got {value!r}"
         )
     return torch.full((batch,), value, dtype=torch.long, device=src.device)
+
+
+class Lengths(NamedTuple):
+    """How long each sentence of a batch may be: the search loops' common prologue."""
+
+    limits: Tensor  # (B,) int64: at most this many generated tokens (`length_limits`)
+    mins: Tensor  # (B,) int64: </s> forbidden before this many (`min_lengths`)
+    max_min: int  # mins.max(): past this step `block_eos` has nothing to do
+
+
+def sentence_lengths(
+    src: Tensor,
+    pad_id: int,
+    max_len: LengthArg,
+    min_len: int | Tensor,
+    max_len_offset: int,
+    max_positions: int | None,
+) -> Lengths:
+    """`length_limits` and `min_lengths` of src (B, S), the arguments checked first."""
+    check_offset(max_len_offset)
+    mins = min_lengths(src, min_len)
+    limits = length_limits(src, pad_id, max_len, max_len_offset, max_positions)
+    return Lengths(limits, mins, int(mins.max()))
 
 
 def check_offset(max_len_offset: int) -> None:

@@ -20,12 +20,10 @@ from transformer.decoding.common import (
     Seq2SeqDecoder,
     SpecialIds,
     block_eos,
-    check_offset,
-    length_limits,
-    min_lengths,
     new_cache,
     next_logits,
     search_ops,
+    sentence_lengths,
 )
 
 
@@ -52,13 +50,12 @@ def greedy_decode(
     per-sentence values. `with_scores=False` skips the log-softmax over the vocabulary (the
     argmax is the same) and leaves logprob/score NaN. The model should be in eval mode.
     """
-    check_offset(max_len_offset)
+    limits, mins, max_min = sentence_lengths(
+        src, ids.pad, max_len, min_len, max_len_offset, max_positions
+    )  # (B,), (B,), int
     batch = src.size(0)
     src_pad_mask = src.eq(ids.pad)  # (B, S) True = padding
     memory = model.encode(src)  # (B, S, D)
-    limits = length_limits(src, ids.pad, max_len, max_len_offset, max_positions)  # (B,)
-    mins = min_lengths(src, min_len)  # (B,)
-    max_min = int(mins.max())
     rows = torch.arange(batch, device=src.device)  # original index of each live row, (N,)
     prefix = torch.full((batch, 1), ids.bos, dtype=torch.long, device=src.device)  # (N, t)
     logprob = torch.zeros(batch, device=src.device)  # (N,)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from transformer.decoding.beam import beam_search
-from transformer.decoding.common import Hypothesis, Seq2SeqDecoder, SpecialIds
+from transformer.decoding.common import Hypothesis, Seq2SeqDecoder, SpecialIds, pad_ids
 from transformer.decoding.greedy import greedy_decode
 
 
@@ -88,11 +88,7 @@ class Translator:
 
     def translate_ids(self, sources: Sequence[list[int]]) -> list[list[Hypothesis]]:
         """Search a batch of source id lists (each non-empty); n-best lists in input order."""
-        width = max(len(s) for s in sources)
-        src = torch.full((len(sources), width), self.ids.pad, dtype=torch.long)  # (B, S)
-        for row, ids in enumerate(sources):
-            src[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        src = src.to(self.device)
+        src = pad_ids(sources, self.ids.pad, self.device)  # (B, S)
         s = self.settings
         common = dict(
             max_len_offset=s.max_len_offset,
