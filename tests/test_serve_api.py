@@ -249,7 +249,9 @@ def test_a_trained_language_model_run_is_served(tmp_path):
     )
     assert main(["train", str(config), "--out", str(tmp_path / "lm")]) == 0
     client = TestClient(create_app(Explorer.load([str(tmp_path / "lm")], Limits())))
-    assert client.get("/api/runs").json()["runs"][0]["kind"] == "gpt"
+    info = client.get("/api/runs").json()["runs"][0]
+    assert info["kind"] == "gpt" and info["beam"] is None and info["alpha"] is None
+    assert info["decoding"] == "sampling, per request"
     ask = {"run": "lm", "prompt": "to be", "max_new_tokens": 8, "seed": 3}
     first, again = (client.post("/api/generate", json=ask) for _ in range(2))
     assert first.status_code == 200 and first.json() == again.json()  # seeded

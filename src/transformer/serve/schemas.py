@@ -86,8 +86,8 @@ class RunInfo(BaseModel):
     d_model: int
     vocab_size: int
     max_positions: int
-    beam: int
-    alpha: float
+    beam: int | None = Field(..., description="a translation run's beam; None for a GPT run")
+    alpha: float | None = Field(..., description="its length penalty; None for a GPT run")
     decoding: str = Field(..., description="search and weights, and where they came from")
 
 

@@ -120,7 +120,8 @@ class Explorer:
         out = []
         for name, loaded in self.runs.items():
             cfg = loaded.run.model_config
-            gpt = loaded.kind == "gpt"
+            gpt = loaded.kind == "gpt"  # samples with each request's settings: no beam to report
+            decoding = f"{loaded.choice.describe()} ({loaded.source})"
             out.append(
                 {
                     "name": name,
@@ -133,9 +134,9 @@ class Explorer:
                     "d_model": cfg.d_model,
                     "vocab_size": cfg.tgt_vocab_size,
                     "max_positions": cfg.max_len,
-                    "beam": loaded.settings.beam,
-                    "alpha": loaded.settings.alpha,
-                    "decoding": f"{loaded.choice.describe()} ({loaded.source})",
+                    "beam": None if gpt else loaded.settings.beam,
+                    "alpha": None if gpt else loaded.settings.alpha,
+                    "decoding": "sampling, per request" if gpt else decoding,
                 }
             )
         return out
