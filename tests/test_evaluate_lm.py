@@ -10,19 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lm_runs import TEXT, train_lm_run
 from transformer.cli import main
 from transformer.config import ModelConfig
 from transformer.evaluation.lm import stream_nll, window_starts
 from transformer.models import GPT
 from transformer.rundir import RunDir
-from transformer.training.config import RunConfig
-from transformer.training.run import train
-
-TEXT = (
-    "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
-    "All:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather to die than to famish?\n"
-) * 5
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread
 
@@ -53,15 +46,7 @@ def test_stream_nll_scores_every_token_once():
 
 
 def test_evaluate_an_lm_run(tmp_path, capsys):
-    (tmp_path / "text.txt").write_text(TEXT, encoding="utf-8")
-    run = RunConfig.from_dict({
-        "model": {"preset": "tiny", "n_encoder_layers": 0, "n_decoder_layers": 1, "d_model": 16,
-                  "n_heads": 2, "d_ff": 32, "max_len": 16, "label_smoothing": 0.0},
-        "data": {"task": "lm", "text_file": str(tmp_path / "text.txt"), "block_size": 16,
-                 "batch_size": 3},
-        "train": {"max_steps": 3, "warmup": 1, "progress": False, "threads": 1},
-    })  # fmt: skip
-    train(run, tmp_path / "run", tensorboard=False)
+    train_lm_run(tmp_path)
     assert main(["evaluate", str(tmp_path / "run"), "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     rd = RunDir.open(tmp_path / "run")

@@ -10,18 +10,12 @@ import math
 import pytest
 import torch
 
+from lm_runs import train_lm_run
 from transformer.cli import main
 from transformer.config import ModelConfig
 from transformer.decoding.sampling import filter_logits, generate, stream, window_start
 from transformer.models import GPT
 from transformer.training.config import RunConfig
-from transformer.training.run import train
-
-TEXT = (
-    "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
-    "All:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather to die than to famish?\n"
-) * 5
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread
 
@@ -139,19 +133,7 @@ def test_stream_checks_settings(gpt):
 # ---- the command ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lm_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lm")
-    (root / "text.txt").write_text(TEXT, encoding="utf-8")
-    run = RunConfig.from_dict({
-        "model": {"preset": "tiny", "n_encoder_layers": 0, "n_decoder_layers": 1, "d_model": 16,
-                  "n_heads": 2, "d_ff": 32, "max_len": 16, "norm_first": True,
-                  "positional": "learned", "label_smoothing": 0.0},
-        "data": {"task": "lm", "text_file": str(root / "text.txt"), "block_size": 16,
-                 "batch_size": 4},
-        "train": {"max_steps": 3, "warmup": 1, "schedule": "cosine", "optimizer": "adamw",
-                  "val_every": 3, "progress": False, "threads": 1},
-    })  # fmt: skip
-    train(run, root / "run", tensorboard=False)
-    return root / "run"
+    return train_lm_run(tmp_path_factory.mktemp("lm"))
 
 
 def generate_cli(capsys, *args: str) -> tuple[int, str, str]:

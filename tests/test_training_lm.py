@@ -11,7 +11,8 @@ import signal
 import pytest
 import torch
 
-from transformer.config import ConfigError, ModelConfig, apply_overrides
+from lm_runs import TEXT, lm_config
+from transformer.config import ConfigError, ModelConfig
 from transformer.models import GPT
 from transformer.rundir import RunDir
 from transformer.tokenizers import CharTokenizer
@@ -23,48 +24,6 @@ from transformer.training.optim import build_adamw, decay_groups
 from transformer.training.run import train
 from transformer.training.schedule import cosine_lr
 from transformer.training.trainer import Trainer
-
-TEXT = (
-    "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
-    "All:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather to die than to famish?\n"
-) * 5
-
-
-def lm_config(text_file, *overrides: str) -> RunConfig:
-    base = {
-        "model": {
-            "preset": "tiny",
-            "n_encoder_layers": 0,
-            "n_decoder_layers": 1,
-            "d_model": 16,
-            "n_heads": 2,
-            "d_ff": 32,
-            "max_len": 16,
-            "norm_first": True,
-            "positional": "learned",
-            "dropout": 0.1,
-        },
-        "data": {"task": "lm", "text_file": str(text_file), "block_size": 16, "batch_size": 4},
-        "train": {
-            "label_smoothing": 0.0,
-            "max_steps": 14,
-            "warmup": 3,
-            "schedule": "cosine",
-            "lr": 3e-3,
-            "min_lr": 3e-4,
-            "optimizer": "adamw",
-            "weight_decay": 0.1,
-            "betas": [0.9, 0.99],
-            "eps": 1e-8,
-            "log_every": 2,
-            "val_every": 5,
-            "save_every": 3,
-            "keep_last": 2,
-            "progress": False,
-            "threads": 1,
-        },
-    }
-    return RunConfig.from_dict(apply_overrides(base, list(overrides)))
 
 
 @pytest.fixture
