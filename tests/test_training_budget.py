@@ -6,6 +6,8 @@ explicitly, warns when a slowdown lets the time cap cut it, and resumes exactly.
 from __future__ import annotations
 
 import json
+import math
+import shutil
 import types
 
 import pytest
@@ -233,3 +235,112 @@ def test_slow_steps_end_the_trial_at_its_share_of_the_budget() -> None:
     now[0] = 0.0
     budget.measure(step, lambda: None, lambda: None, lambda: now[0], 0.0, limit_s=1.0)
     assert now[0] == 10.0 * (1 + budget.MIN_TIMED)  # one untimed step, MIN_TIMED timed ones
+
+
+# ---- re-planning when the machine's pace drifts ----------------------------------------------
+def linear_train(max_steps: int, knots=()) -> object:
+    values = ["train.schedule='linear'", f"train.max_steps={max_steps}", "train.warmup=4"]
+    train_cfg = RunConfig.from_dict(apply_overrides(SMALL, values)).train
+    return type(train_cfg)(**{**vars(train_cfg), "progress_knots": knots})
+
+
+def test_knots_bend_the_decay_and_keep_the_rate_continuous() -> None:
+    from transformer.training.schedule import cosine_lr, decay_progress, learning_rate, linear_lr
+
+    assert decay_progress(4, 4, 100) == 0.0 and decay_progress(52, 4, 100) == 0.5
+    assert decay_progress(30, 4, 100, ((20, 0.5),)) == pytest.approx(0.5 + 0.5 * 10 / 80)
+    assert decay_progress(12, 4, 100, ((20, 0.5),)) == pytest.approx(0.25)
+    for step in range(5, 101):  # no knots: the closed forms as before
+        plain = linear_lr(step, 16, 4, 100)
+        assert plain == pytest.approx(linear_lr(4, 16, 4, 100) * (100 - step) / 96)
+    old, new = linear_train(100), linear_train(60, ((40, 36 / 96),))
+    for step in range(1, 41):  # the same rates up to the knot
+        assert learning_rate(new, 16, step) == pytest.approx(learning_rate(old, 16, step))
+    rate = learning_rate(old, 16, 40)  # then a straight line from there to 0 at step 60
+    assert learning_rate(new, 16, 50) == pytest.approx(rate / 2)
+    assert learning_rate(new, 16, 60) == 0.0
+    peak, floor = 1.0, 0.1
+    bent = cosine_lr(50, peak, floor, 4, 60, ((40, 0.3),))
+    assert bent == pytest.approx(floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * 0.65)))
+
+
+def test_replanned_moves_the_end_only_where_the_pace_drifts_or_the_deadline_cuts() -> None:
+    timing = budget.Timing(step_s=1.0, val_s=0.0, save_s=0.0)
+    train_cfg = linear_train(100)
+    assert budget.replanned(train_cfg, 40, timing, 1.02, 62.0, 0.0) is None  # within 3%, fits
+    slower = budget.replanned(train_cfg, 40, timing, 2.0, 60.0, 0.0)
+    assert slower.max_steps == 70 and slower.progress_knots == ((40, 36 / 96),)
+    faster = budget.replanned(train_cfg, 40, timing, 0.5, 60.0, 0.0)
+    assert faster.max_steps == 160
+    late = budget.replanned(train_cfg, 40, timing, 1.0, 50.0, 0.0)  # the pace held; time lost
+    assert late.max_steps == 90
+    assert budget.replanned(train_cfg, 3, timing, 2.0, 60.0, 0.0) is None  # in the warm-up
+    noam = type(train_cfg)(**{**vars(train_cfg), "schedule": "noam"})
+    assert budget.replanned(noam, 40, timing, 2.0, 60.0, 0.0) is None
+    again = budget.replanned(slower, 55, timing, 3.0, 30.0, 0.0)  # a second knot, further on
+    assert again.max_steps == 65 and len(again.progress_knots) == 2
+
+
+def test_rest_cost_counts_the_events_still_ahead() -> None:
+    timing = budget.Timing(step_s=STEP_S, val_s=VAL_S, save_s=SAVE_S)
+    for done in range(0, 30):
+        for end in range(done, 40):
+            vals_end, saves_end = simulate(end, 4, 3)
+            periodic = [s for s in range(1, done + 1)]
+            vals_done = sum(s % 4 == 0 for s in periodic)
+            saves_done = sum(s % 3 == 0 or s % 4 == 0 for s in periodic)
+            want = (
+                (end - done) * STEP_S
+                + (vals_end - vals_done) * VAL_S
+                + (saves_end - saves_done) * SAVE_S
+            )
+            assert budget.rest_cost(done, end, timing, 4, 3) == pytest.approx(want), (done, end)
+
+
+def test_pace_is_the_steps_time_over_the_window() -> None:
+    pace = budget.Pace(window=4, step=0)
+    for step in range(1, 9):
+        pace.add(1.0 if step <= 4 else 3.0)
+        got = pace.mark(step) if step % 2 == 0 else None
+        if step == 2:
+            assert got is None  # fewer than 4 steps marked
+        if step == 4:
+            assert got == 1.0
+        if step == 8:
+            assert got == 3.0  # steps 5-8 only
+
+
+def test_a_slower_machine_replans_and_the_run_still_resumes_exactly(tmp_path, monkeypatch) -> None:
+    FakeClock(slow_from=8, slow_s=3.0).install(monkeypatch)  # 1.5 x slower from step 8 on
+    run_dir = tmp_path / "a"
+    result = train(auto_run(), run_dir, tensorboard=False)
+    fast_steps = expected_steps(auto_run())
+    saved = RunConfig.from_toml(run_dir / "config.toml").train
+    assert result.status == "finished" and result.step == saved.max_steps < fast_steps
+    assert saved.progress_knots and read_log(run_dir, "replan")
+    assert not [r for r in read_log(run_dir, "event") if r.get("level") == "warning"]
+    # Resume from an earlier checkpoint: the re-planned schedule is in config.toml.
+    copy = tmp_path / "b"
+    shutil.copytree(run_dir, copy)
+    steps = ckpt.step_dirs(copy)
+    for _, path in steps[1:]:
+        shutil.rmtree(path)
+    monkeypatch.undo()
+    FakeClock().install(monkeypatch)
+    resumed = train(auto_run(), copy, resume=True, tensorboard=False)
+    assert (resumed.status, resumed.step) == ("finished", saved.max_steps)
+    assert_identical(weights(run_dir), weights(copy))
+    # A re-run from the written config.toml, on the real clock, trains the same weights.
+    monkeypatch.undo()
+    torch.set_num_threads(1)
+    train(RunConfig.from_toml(run_dir / "config.toml"), tmp_path / "c", tensorboard=False)
+    assert_identical(weights(run_dir), weights(tmp_path / "c"))
+
+
+@pytest.mark.parametrize(
+    "knots", [[[2, 0.5]], [[10, 0.5], [8, 0.6]], [[8, 0.5], [10, 0.4]], [[8, 1.0]], [[8]], "x"]
+)
+def test_bad_progress_knots_are_a_config_error(knots) -> None:
+    values = ["train.schedule='linear'", "train.max_steps=16", f"train.progress_knots={knots!r}"]
+    with pytest.raises(ConfigError, match=r"train\.progress_knots"):
+        RunConfig.from_dict(apply_overrides(SMALL, values))

@@ -12,8 +12,8 @@ from transformer.tokenizers import TokenizerError
 from transformer.training.checkpoint import CheckpointError
 from transformer.training.config import RunConfig
 from transformer.training.distributed import World
+from transformer.training.errors import RunDirError, TrainingError
 from transformer.training.run import train
-from transformer.training.trainer import RunDirError, TrainingError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -15,11 +15,12 @@ checkpoints that resume bit-exactly, and the copy-task demo.
 """
 
 from transformer.training.config import DataConfig, RunConfig, TrainConfig
+from transformer.training.errors import TrainingError
 from transformer.training.loss import label_smoothed_cross_entropy
 from transformer.training.optim import build_adam
 from transformer.training.run import train
 from transformer.training.schedule import noam_lr
-from transformer.training.trainer import Trainer, TrainingError, TrainResult
+from transformer.training.trainer import Trainer, TrainResult
 
 __all__ = [
     "DataConfig",

@@ -19,6 +19,17 @@ step, what the run will spend its time on, and picks the largest max_steps that 
   improved the best, an upper bound) and at the end; `save_s` is one checkpoint written to a
   scratch directory.
 
+A machine's speed drifts (a shared host, other guests): fitted once, a schedule is cut short
+when the machine slows down and leaves time unused when it speeds up. So at every log record
+the run measures its steps' pace over the last `val_every` steps (the steps alone: validations
+and checkpoints keep their trial times) and re-plans (`replanned`) where that pace differs from
+the plan's by more than `REPLAN_TOLERANCE` or the rest of the schedule would overrun the
+deadline: max_steps moves to the last step that fits and the decay continues from the rate
+reached on a new slope, a knot (step, progress) in train.progress_knots
+(`schedule.decay_progress`), written with the new max_steps to config.toml and log.jsonl
+("replan" records). The schedule stays a function of the step alone, so a resumed run and a
+re-run from the run directory train the same rates.
+
 The budget clock is the trainer's (`time.monotonic`), started at the beginning of the training
 loop: it counts the trial steps and timings, every step, log record, validation, BLEU probe
 and checkpoint, and the final validation and checkpoint; it does not count building the data
@@ -38,6 +49,7 @@ import logging
 import math
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +61,7 @@ from transformer.training.config import TrainConfig
 from transformer.training.distributed import lead, main_clock
 from transformer.training.logging import MetricsLog
 from transformer.training.rng import rng_state, set_rng_state
+from transformer.training.schedule import decay_progress
 from transformer.training.val_bleu import probe_bleu
 
 log = logging.getLogger("transformer.training")
@@ -58,6 +71,7 @@ TIMED = 40  # timed trial steps
 MIN_TIMED = 5  # timed trial steps even where steps are slow
 TRIAL_SHARE = 0.05  # the trial steps stop after this share of the budget (slow steps)
 MARGIN = 0.01  # fraction of the budget held back for step-time noise
+REPLAN_TOLERANCE = 0.03  # re-plan when the rest of the schedule misses the budget by more
 NOTE = (
     "# train.max_steps (and train.warmup) were fitted to train.max_minutes on the machine\n"
     '# that trained this run (max_steps = "auto"; the "schedule" record of log.jsonl).\n\n'
@@ -162,6 +176,70 @@ def fitted(train: TrainConfig, timing: Timing, done: int = 0) -> TrainConfig:
     return dataclasses.replace(train, max_steps=n, warmup=warmup, warmup_fraction=0.0)
 
 
+def rest_cost(done: int, end: int, timing: Timing, val_every: int, save_every: int) -> float:
+    """Predicted seconds from step `done` to the end of an `end`-step run: its steps, the
+    periodic validations and checkpoints after `done`, and the final ones."""
+    both = math.lcm(val_every, save_every)
+    periodic_saves = done // save_every + done // val_every - done // both
+    return (
+        cost(end, timing, val_every, save_every)
+        - done * timing.step_s
+        - done // val_every * timing.val_s
+        - periodic_saves * timing.save_s
+    )
+
+
+def replanned(
+    train: TrainConfig, step: int, timing: Timing, step_s: float, seconds_left: float, spare: float
+) -> TrainConfig | None:
+    """`train` re-planned at `step`, or None where its plan still holds: `timing` is the plan's
+    (step_s the pace it assumed), `step_s` the pace measured since, `seconds_left` the time to
+    the deadline. The run re-plans where the pace has drifted by more than `REPLAN_TOLERANCE`
+    or the rest of the schedule would overrun the deadline; max_steps becomes the last step
+    whose rest fits `seconds_left - spare`, and the knot (step, progress reached) keeps the
+    rate continuous. Noam's schedule and the warm-up are never re-planned."""
+    left = train.max_steps - step
+    if train.schedule not in ("linear", "cosine") or step <= train.warmup or left < 1:
+        return None
+    pace, every = dataclasses.replace(timing, step_s=step_s), (train.val_every, train.save_every)
+    drifted = abs(step_s / timing.step_s - 1.0) > REPLAN_TOLERANCE
+    if not drifted and rest_cost(step, train.max_steps, pace, *every) <= seconds_left:
+        return None
+    lo, hi = 1, max(left, int(seconds_left / step_s)) + 2  # rest_cost grows with the end
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (
+            (mid, hi)
+            if rest_cost(step, step + mid, pace, *every) <= seconds_left - spare
+            else (lo, mid)
+        )
+    if step + lo == train.max_steps:
+        return None
+    progress = decay_progress(step, train.warmup, train.max_steps, train.progress_knots)
+    knots = (*train.progress_knots, (step, progress))
+    return dataclasses.replace(train, max_steps=step + lo, progress_knots=knots)
+
+
+class Pace:
+    """Seconds an optimizer step takes (the steps alone: the trial timed the validations and
+    checkpoints) over the last `window` steps, from marks at the log records; None until
+    `window` steps are marked."""
+
+    def __init__(self, window: int, step: int) -> None:
+        self.window, self.seconds = window, 0.0
+        self.marks: deque[tuple[int, float]] = deque([(step, 0.0)])
+
+    def add(self, seconds: float) -> None:
+        self.seconds += seconds
+
+    def mark(self, step: int) -> float | None:
+        self.marks.append((step, self.seconds))
+        while len(self.marks) > 2 and self.marks[1][0] <= step - self.window:
+            self.marks.popleft()
+        first, then = self.marks[0]
+        return (self.seconds - then) / (step - first) if step - first >= self.window else None
+
+
 def _nothing() -> None:
     pass
 
@@ -203,6 +281,36 @@ class ScheduleFitting:
             *(train.max_steps, train.warmup, timing.step_s, timing.val_s, timing.save_s),
             train.max_minutes,
         )
+
+    def _replan(self, metrics: MetricsLog, pace: Pace, deadline: float) -> bool:
+        """At a log record of a fitted run: re-plan the rest of the schedule where the pace
+        has drifted or the deadline would cut it (`replanned`; rank 0's clock and pace decide
+        for every rank). Returns whether it did."""
+        if self._timing is None:
+            return False
+        spare = MARGIN * 60.0 * self.run.train.max_minutes
+
+        def decide() -> tuple[TrainConfig | None, float]:
+            step_s, left = pace.mark(self.step), deadline - time.monotonic()
+            if step_s is None:
+                return None, 0.0
+            return replanned(self.run.train, self.step, self._timing, step_s, left, spare), step_s
+
+        train, step_s = lead(self.world, decide)
+        if train is None:
+            return False
+        was, self.run = self.run.train.max_steps, dataclasses.replace(self.run, train=train)
+        planned, self._timing = (
+            self._timing.step_s,
+            dataclasses.replace(self._timing, step_s=step_s),
+        )
+        if self.world.is_main:
+            durable.write_text(self.run_dir / "config.toml", NOTE + self.run.to_toml())
+            metrics.write("replan", self.step, max_steps=train.max_steps, was=was,
+                          step_s=step_s, planned_step_s=planned)  # fmt: skip
+            log.info("step %d: %.3g s a step against %.3g planned: max_steps %d -> %d",
+                     self.step, step_s, planned, was, train.max_steps)  # fmt: skip
+        return True
 
     def _snapshot(self) -> tuple[Any, ...]:
         weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

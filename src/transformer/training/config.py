@@ -12,6 +12,7 @@ writes the resolved config (every field explicit) that a run directory keeps.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -64,7 +65,11 @@ class TrainConfig:
     steps included; data preparation, model building and anything after training excluded).
     The figure (and the warm-up) is written into RUN_DIR/config.toml and log.jsonl ("schedule"
     record), so `--resume` and a re-run from the run directory train the same schedule; if
-    the machine slows down and the time cap still ends the run first, a warning says so.
+    the machine's speed drifts by more than 3% (its steps' pace over the last val_every
+    steps) or the deadline would cut the schedule, the run re-plans: max_steps moves to fit
+    and the decay continues from the rate reached, on a new slope (a knot (step, progress)
+    in `progress_knots`, also written to config.toml and log.jsonl); if the time cap still
+    ends the run first, a warning says so.
     Warm-up: `warmup` steps as given (the default, `warmup_fraction = 0`: warm-up guards
     Adam's first updates, which take as many steps on any machine), or with `max_steps =
     "auto"` and `warmup_fraction` in (0, 1), that fraction of the fitted max_steps.
@@ -81,6 +86,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     warmup: int = 4000
     warmup_fraction: float = 0.0  # > 0 with max_steps "auto": warm-up = this x max_steps
+    progress_knots: tuple[tuple[int, float], ...] = ()  # re-plans of an "auto" run (budget)
     label_smoothing: float = 0.1
     lr_scale: float = 1.0
     schedule: str = "noam"
@@ -107,6 +113,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
         self._check_max_steps()
+        _check_knots(self)
         for name in ("warmup", "accum_steps", "log_every", "val_every"):
             _positive_int("train", name, getattr(self, name))
         for name in ("save_every", "keep_last", "max_nonfinite_steps"):
@@ -172,6 +179,36 @@ class TrainConfig:
                 'train.max_steps = "auto" fits the steps to train.max_minutes, which must be '
                 f"> 0, got {self.max_minutes!r}"
             )
+
+
+def _check_knots(t: TrainConfig) -> None:
+    """progress_knots: [step, progress] pairs written by the budget's re-plans
+    (`schedule.decay_progress`): warmup < steps < max_steps, both increasing, progress in
+    (0, 1). Stored as a tuple of tuples."""
+    try:
+        knots = tuple((k[0], k[1]) for k in t.progress_knots if len(k) == 2)
+    except (TypeError, KeyError, IndexError):
+        knots = None
+    if knots is None or len(knots) != len(t.progress_knots):
+        raise ConfigError(
+            f"train.progress_knots must be a list of [step, progress] pairs, "
+            f"got {t.progress_knots!r}"
+        )
+    object.__setattr__(t, "progress_knots", knots)
+    if not knots:
+        return
+    steps, progress = [k[0] for k in knots], [k[1] for k in knots]
+    end = t.max_steps if t.max_steps != "auto" else math.inf
+    ok = all(isinstance(s, int) and not isinstance(s, bool) for s in steps)
+    ok = ok and all(_finite(p) and 0 < p < 1 for p in progress)
+    ok = ok and t.warmup < steps[0] and steps[-1] < end and t.schedule in ("linear", "cosine")
+    ok = ok and all(a < b for a, b in itertools.pairwise(steps))
+    if not ok or not all(a < b for a, b in itertools.pairwise(progress)):
+        raise ConfigError(
+            "train.progress_knots must hold increasing [step, progress] pairs with train.warmup "
+            f"< step < train.max_steps and 0 < progress < 1, for a linear or cosine schedule; "
+            f"got {list(map(list, knots))}"
+        )
 
 
 def _check_optimizer(t: TrainConfig) -> None:

@@ -24,14 +24,9 @@ from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig, TrainConfig
 from transformer.training.data import TrainData, build_data
 from transformer.training.distributed import DistributedError, World
+from transformer.training.errors import RunDirError, TrainingError
 from transformer.training.task import task_for
-from transformer.training.trainer import (
-    RunDirError,
-    Trainer,
-    TrainingError,
-    TrainResult,
-    resolve_device,
-)
+from transformer.training.trainer import Trainer, TrainResult, resolve_device
 
 log = logging.getLogger("transformer.training")
 
@@ -86,13 +81,18 @@ def _drop_stale_tokenizer(run: RunConfig, run_dir: Path) -> None:
 
 def keep_fitted_schedule(run: RunConfig, saved: TrainConfig) -> RunConfig:
     """Resuming with max_steps "auto" trains the schedule that the run's first invocation
-    fitted and wrote into config.toml (max_steps and warmup), so the resumed run is exact;
-    an explicit max_steps (or a saved "auto": no fit was recorded) is kept as given."""
+    fitted and wrote into config.toml (max_steps, warmup and the knots of its re-plans), so
+    the resumed run is exact; an explicit max_steps (or a saved "auto": no fit was recorded)
+    is kept as given."""
     if run.train.max_steps != "auto" or saved.max_steps == "auto":
         return run
     log.info("resuming the fitted schedule: max_steps %d, warmup %d", saved.max_steps, saved.warmup)
     train = dataclasses.replace(
-        run.train, max_steps=saved.max_steps, warmup=saved.warmup, warmup_fraction=0.0
+        run.train,
+        max_steps=saved.max_steps,
+        warmup=saved.warmup,
+        warmup_fraction=0.0,
+        progress_knots=saved.progress_knots,
     )
     return dataclasses.replace(run, train=train)
 

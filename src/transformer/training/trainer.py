@@ -1,16 +1,16 @@
 """The training loop: Adam + Noam schedule + label smoothing, with checkpoints that resume
 bit-exactly (Vaswani et al., 2017, Section 5).
 
-One optimizer step accumulates `accum_steps` batches; each batch's summed loss is divided by
-the number of non-pad target tokens of the *whole step*, so the gradient is the per-token mean
-however the tokens fall into batches. The state saved with each checkpoint (optimizer, step,
-data position = (epoch, next batch), RNG states, best validation loss) makes a resumed run
-repeat exactly what the uninterrupted run would have done; on CPU the weights are
-bit-identical. Ctrl-C or SIGTERM finishes the current step, saves and returns (a second signal
-stops at once). A step whose loss or gradient is NaN/inf is skipped before the optimizer step
-and counted; `train.max_nonfinite_steps` of them in a row stop the run, leaving the last good
-checkpoint untouched. Weights with a NaN/inf are never saved, a NaN validation figure is never
-a best, and resume falls back past a damaged checkpoint to the newest one that verifies.
+`Trainer.fit` runs optimizer steps (`step.Stepping`: accumulation, the per-token mean over the
+whole step, the NaN/inf guard), logs, validates and checkpoints on their intervals, and stops at
+train.max_steps, train.max_minutes (`budget`, which also fits max_steps "auto") or a signal.
+The state saved with each checkpoint (optimizer, step, data position = (epoch, next batch), RNG
+states, best validation figure) makes a resumed run repeat exactly what the uninterrupted run
+would have done; on CPU the weights are bit-identical. Ctrl-C or SIGTERM finishes the current
+step, saves and returns (a second signal stops at once). `train.max_nonfinite_steps` skipped
+steps in a row stop the run, leaving the last good checkpoint untouched. Weights with a NaN/inf
+are never saved, a NaN validation figure is never a best, and resume falls back past a damaged
+checkpoint to the newest one that verifies.
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from transformer import runtime
-from transformer.data import Batch
 from transformer.fast import optimize, tune_malloc
 from transformer.runtime import native_bf16, use_bf16_autocast
 from transformer.training import budget, distributed, guard
@@ -35,24 +34,20 @@ from transformer.training import checkpoint as ckpt
 from transformer.training.budget import ScheduleFitting
 from transformer.training.config import RunConfig
 from transformer.training.data import TrainData
-from transformer.training.distributed import NullLog, World, share, sum_over_ranks
+from transformer.training.distributed import NullLog, World
+from transformer.training.errors import RunDirError, TrainingError
 from transformer.training.guard import StopFlag as _StopFlag
 from transformer.training.logging import MetricsLog
-from transformer.training.optim import build_optimizer, set_lr
+from transformer.training.optim import build_optimizer
 from transformer.training.rng import rng_state, set_rng_state
-from transformer.training.schedule import learning_rate
+from transformer.training.step import Meter, Stepping, StepStats
 from transformer.training.task import task_for
 from transformer.training.val_bleu import probe_bleu
 
 log = logging.getLogger("transformer.training")
 
-
-class TrainingError(RuntimeError):
-    """The run cannot go on (the loss diverged; `RunDirError`: the run directory does not fit)."""
-
-
-class RunDirError(TrainingError):
-    """The run directory does not fit the request (a usage error: nothing was started)."""
+# Raised by the loop and its step; importable from here as before the split.
+__all__ = ["RunDirError", "StepStats", "TrainResult", "Trainer", "TrainingError", "resolve_device"]
 
 
 @dataclass
@@ -71,44 +66,7 @@ def resolve_device(name: str) -> torch.device:
         raise TrainingError(f"train.device = {name!r} {err}") from None
 
 
-class StepStats(NamedTuple):
-    """What one optimizer step reports (sums over the whole step, every rank's batches)."""
-
-    loss: float  # summed label-smoothed loss
-    nll: float  # summed negative log-likelihood
-    tokens: int  # target tokens the loss is divided by
-    pad: int  # padded positions
-    positions: int  # all positions (source and target)
-
-
-class _Meter:
-    """Sums over one logging interval."""
-
-    def __init__(self) -> None:
-        self.loss = self.nll = 0.0
-        self.tokens = self.pad = self.positions = 0
-        self.start = time.perf_counter()
-
-    def add(self, loss: float, nll: float, tokens: int, pad: int, positions: int) -> None:
-        self.loss += loss
-        self.nll += nll
-        self.tokens += tokens
-        self.pad += pad
-        self.positions += positions
-
-    def summary(self) -> dict[str, float]:
-        seconds = max(time.perf_counter() - self.start, 1e-9)
-        n = max(self.tokens, 1)
-        return {
-            "loss": self.loss / n,
-            "nll": self.nll / n,
-            "ppl": math.exp(min(self.nll / n, 700.0)),
-            "tokens_per_s": self.tokens / seconds,
-            "padding": self.pad / max(self.positions, 1),
-        }
-
-
-class Trainer(ScheduleFitting):
+class Trainer(Stepping, ScheduleFitting):
     """Trains `model` on `data` as `run` says, checkpointing into `run_dir`."""
 
     def __init__(
@@ -161,99 +119,6 @@ class Trainer(ScheduleFitting):
         self._timing: budget.Timing | None = None  # set when max_steps "auto" was fitted
         self.nonfinite_steps = 0  # steps skipped for a NaN/inf loss or gradient, in all
         self.best_record: dict[str, Any] | None = None  # what best.json holds
-
-    # ---- data position -------------------------------------------------------------------
-    def _next_batch(self) -> Batch:
-        if self._batches is None:
-            self._batches = self.data.train.iterate((self.epoch, self.batch_index))
-        batch = next(self._batches)
-        self.epoch, self.batch_index = batch.next_position
-        return batch
-
-    # ---- one optimizer step --------------------------------------------------------------
-    def _forward(self, batch: Batch, net: nn.Module | None = None):
-        """Summed smoothed loss and NLL of one batch (`task.Seq2SeqTask` / `task.LMTask` /
-        `task.MLMTask`), by `net` (the model by default)."""
-        net = self.model if net is None else net
-        return self.task.loss(
-            net, batch, self.run.model, self.device, self.autocast, self.run.train.label_smoothing
-        )
-
-    def train_step(self) -> StepStats:
-        """Accumulate `accum_steps` batches, clip, set the rate and step Adam.
-
-        A NaN/inf loss or gradient skips the update (the batches are consumed, the weights
-        and Adam's moments untouched) and tries the next batches; `train.max_nonfinite_steps`
-        such steps in a row raise `TrainingError`. Over several processes each computes its
-        `share` of the step's batches and every figure is the whole step's (`distributed`).
-        Returns the step's `StepStats`."""
-        in_a_row = 0
-        while True:
-            batches = [self._next_batch() for _ in range(self.run.train.accum_steps)]
-            n_tokens, n_pad, n_pos = self.task.counts(batches)  # the whole step's, every rank
-            loss_value, nll_value, bad = self._step_sums(batches, n_tokens)
-            if bad is None:
-                break
-            self.optimizer.zero_grad(set_to_none=True)
-            self.nonfinite_steps += 1
-            in_a_row += 1
-            if in_a_row >= self.run.train.max_nonfinite_steps:
-                raise TrainingError(self._diverged_message(bad, in_a_row))
-            log.warning("step %d: %s; update skipped (%d in a row, %d in all)",
-                        self.step + 1, bad, in_a_row, self.nonfinite_steps)  # fmt: skip
-        set_lr(self.optimizer, self.lr(self.step + 1))
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        return StepStats(loss_value, nll_value, n_tokens, n_pad, n_pos)
-
-    def _step_sums(self, batches: list[Batch], n_tokens: int) -> tuple[float, float, str | None]:
-        """This rank's share forward/backward; the step's summed loss and NLL over all ranks
-        and one verdict on NaN/inf that every rank shares (the flags go in the same
-        all-reduce, so no rank steps alone); the gradient is clipped when all is finite."""
-        if self.world.rank > 0:  # its own dropout masks, the same again on resume
-            torch.manual_seed(
-                distributed.rank_seed(self.run.train.seed, self.world.rank, self.step)
-            )
-        loss, nll = self.accumulate(share(batches, self.world), n_tokens)
-        norm = guard.grad_norm(self.model)  # (), the same on every rank: DDP reduced the grads
-        loss_value, nll_value, bad = sum_over_ranks([loss, nll, ~torch.isfinite(norm)], self.world)
-        verdict = guard.nonfinite_or_clip(
-            self.model, loss_value, self.run.train.clip_norm, norm, finite=not bad
-        )
-        return loss_value, nll_value, verdict
-
-    def accumulate(self, batches: list[Batch], n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward/backward every batch with its summed loss divided by `n_tokens` (the
-        step's total over every rank's batches), so the gradients add up to that of the
-        per-token mean; DDP averages the N ranks' gradients, so each loss is also multiplied
-        by N (exact for a power of two), and it all-reduces once, with the last batch.
-        Returns the summed loss and NLL of these batches, () tensors."""
-        self.net.train()
-        loss_total = torch.zeros((), device=self.device)
-        nll_total = torch.zeros((), device=self.device)
-        for i, batch in enumerate(batches):
-            with distributed.no_sync(self.net, sync=i == len(batches) - 1):
-                loss, nll = self._forward(batch, self.net)
-                (loss * self.world.size / max(n_tokens, 1)).backward()
-            loss_total += loss.detach()
-            nll_total += nll.detach()
-        return loss_total, nll_total
-
-    def lr(self, step: int) -> float:
-        return learning_rate(self.run.train, self.run.model.d_model, step)
-
-    def _last_good(self) -> str:
-        last = ckpt.step_dirs(self.run_dir)
-        return f"the last good checkpoint is {last[-1][1]}" if last else "no checkpoint was saved"
-
-    def _diverged_message(self, what: str, in_a_row: int = 1) -> str:
-        times = f" ({in_a_row} steps in a row, train.max_nonfinite_steps)" if in_a_row > 1 else ""
-        return (
-            f"{what} at step {self.step + 1}{times} (lr {self.lr(self.step + 1):.3g}); "
-            f"stopped before updating the weights; {self._last_good()}. Try a lower "
-            "train.lr_scale, a longer train.warmup or train.clip_norm."
-        )
 
     # ---- validation and checkpoints ------------------------------------------------------
     @torch.no_grad()
@@ -368,13 +233,16 @@ class Trainer(ScheduleFitting):
             if t.max_steps == "auto":
                 self._fit_schedule(log, started)
                 t, bar.total = self.run.train, self.run.train.max_steps
-            meter, first_step, since = _Meter(), self.step, time.monotonic()
+            meter, first_step, since = Meter(), self.step, time.monotonic()
+            pace = budget.Pace(t.val_every, self.step)  # the steps' own time, for re-plans
             while self.step < t.max_steps:
                 if stop := self._stop(flag, deadline):  # rank 0's decision, on every rank
                     status = stop
                     break
                 try:
+                    begin = time.monotonic()
                     stats = self.train_step()
+                    pace.add(time.monotonic() - begin)
                 except TrainingError as err:
                     log.write("event", self.step, message=str(err))
                     bar.close()
@@ -387,7 +255,9 @@ class Trainer(ScheduleFitting):
                     refresh=False,
                 )
                 if self._periodic(meter, log, bar):
-                    meter = _Meter()
+                    meter = Meter()
+                    if self._replan(log, pace, deadline):  # the machine's pace drifted
+                        t, bar.total = self.run.train, self.run.train.max_steps
             bar.close()
             if status == "time limit" and main:
                 self._warn_cut(log, first_step, since)
@@ -432,7 +302,7 @@ class Trainer(ScheduleFitting):
             self.last_val = {**val, "step": self.step}
         return val
 
-    def _periodic(self, meter: _Meter, log: MetricsLog, bar: tqdm) -> bool:
+    def _periodic(self, meter: Meter, log: MetricsLog, bar: tqdm) -> bool:
         """Logging, validation and saving that fall on the current step; True if logged."""
         t, val = self.run.train, None
         logged = self.step % t.log_every == 0
