@@ -8,8 +8,10 @@ against nanoGPT's (`model.py` imported by path from `--nanogpt`, default
 targets, backward, clip 1.0, `configure_optimizers`' AdamW), on the same model size and batch:
 those of `--config` (default configs/shakespeare-char.toml: 4 layers, d_model 192, 6 heads,
 d_ff 768, context 128, 32 blocks per batch, the 65-character vocabulary), dropout 0, float32
-on both sides (nanoGPT's train.py runs the CPU in float32). Each repeat times `--steps` steps
-of each arm, the order alternating between repeats; the median step time is reported.
+on both sides (nanoGPT's train.py runs the CPU in float32), or with `--amp native` ours in
+bf16 autocast where the CPU computes bf16 in hardware, as the config trains. Each repeat times
+`--steps` steps of each arm, the order alternating between repeats; the median step time is
+reported.
 
 Generation: tokens/s of `transformer.decoding.generate` on a GPT of the same size (fast
 engine) with the KV cache against without it (the window re-run each step), against Hugging
@@ -64,6 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-hf", action="store_true", help="skip Hugging Face transformers")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
+        "--amp",
+        choices=("off", "native"),
+        default="off",
+        help="our training step's train.amp: 'off' (float32, as nanoGPT, the default) or "
+        "'native' (bf16 autocast where the CPU has it, as `transformer train` runs the configs; "
+        "nanoGPT's train.py stays float32 on a CPU)",
+    )
+    parser.add_argument(
         "--clock",
         choices=("wall", "cpu"),
         default="wall",
@@ -102,7 +112,7 @@ def _run_config(args):
         "train.max_minutes=0",
         "train.progress=false",
         "train.device='cpu'",
-        "train.amp='off'",
+        f"train.amp='{args.amp}'",
     ]
     return RunConfig.from_toml(args.config, overrides)
 
@@ -305,6 +315,7 @@ def run(args: argparse.Namespace) -> int:
     from transformer.cli.errors import UserError
     from transformer.config import ConfigError
     from transformer.fast import tune_malloc
+    from transformer.runtime import use_bf16_autocast
 
     try:
         run_cfg = _run_config(args)
@@ -328,8 +339,11 @@ def run(args: argparse.Namespace) -> int:
         print("nanoGPT: skipped (no model.py at --nanogpt or ../shared/peers/nanogpt)")
     if args.train:
         rates = bench_training(args, run_cfg, nano)
+        bf16 = use_bf16_autocast(args.amp, torch.device("cpu"))
+        precision = "bf16 autocast" if bf16 else "float32"
         _print(
-            f"Training, {d.batch_size} x {d.block_size} tokens per step, float32, median of "
+            f"Training, {d.batch_size} x {d.block_size} tokens per step, ours {precision}, "
+            f"nanoGPT float32, median of "
             f"{args.repeats} x {args.steps} steps",
             rates,
             "ours",
