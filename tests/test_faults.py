@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from copy_runs import assert_identical, small, weights
 from transformer import durable
 from transformer.cli import main
-from transformer.config import apply_overrides
 from transformer.models import Transformer
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig
@@ -31,43 +31,10 @@ from transformer.training.trainer import Trainer, TrainingError
 REPO = Path(__file__).resolve().parents[1]
 CHILD = [sys.executable, str(REPO / "tests" / "fault_child.py")]
 
-TINY = {
-    "model": {
-        "preset": "tiny",
-        "src_vocab_size": 12,
-        "tgt_vocab_size": 12,
-        "d_model": 16,
-        "n_heads": 2,
-        "d_ff": 32,
-        "n_encoder_layers": 1,
-        "n_decoder_layers": 1,
-        "dropout": 0.1,
-        "max_len": 32,
-    },
-    "data": {
-        "task": "copy",
-        "copy_min_len": 2,
-        "copy_max_len": 5,
-        "copy_train_size": 60,
-        "copy_val_size": 8,
-        "max_tokens": 48,
-    },
-    "train": {
-        "label_smoothing": 0.1,
-        "max_steps": 12,
-        "warmup": 4,
-        "log_every": 2,
-        "val_every": 4,
-        "save_every": 3,
-        "keep_last": 2,
-        "progress": False,
-        "threads": 1,
-    },
-}
-
 
 def tiny(*overrides: str) -> RunConfig:
-    return RunConfig.from_dict(apply_overrides(TINY, list(overrides)))
+    """The copy-task run of `copy_runs`, 12 steps."""
+    return small("train.max_steps=12", *overrides)
 
 
 @pytest.fixture(autouse=True)
@@ -82,17 +49,7 @@ def _one_thread():
 def reference(tmp_path) -> dict[str, torch.Tensor]:
     """The final weights of the uninterrupted 12-step run."""
     train(tiny(), tmp_path / "reference", tensorboard=False)
-    return latest(tmp_path / "reference")
-
-
-def latest(run_dir: Path) -> dict[str, torch.Tensor]:
-    return ckpt.load_weights(run_dir / "model.safetensors")
-
-
-def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert sorted(a) == sorted(b)
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
+    return weights(tmp_path / "reference")
 
 
 def steps(run_dir: Path) -> list[int]:
@@ -133,11 +90,11 @@ def test_damaged_newest_checkpoint_is_skipped_and_resume_is_exact(
     train(tiny("train.max_steps=8"), run_dir, tensorboard=False)
     assert steps(run_dir) == [6, 8]
     newest = run_dir / "checkpoints" / "step-00000008"
-    weights = newest / "model.safetensors"
+    target = newest / "model.safetensors"
     if damage == "torn":
-        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
     elif damage == "zeroed":
-        weights.write_bytes(bytes(weights.stat().st_size))
+        target.write_bytes(bytes(target.stat().st_size))
     else:
         state = newest / "state.pt"
         state.write_bytes(bytes(state.stat().st_size))
@@ -146,14 +103,14 @@ def test_damaged_newest_checkpoint_is_skipped_and_resume_is_exact(
     assert "skipping checkpoint" in caplog.text and "step-00000008" in caplog.text
     assert reason in caplog.text
     assert (run_dir / "checkpoints" / "damaged-step-00000008").is_dir()  # kept, not deleted
-    assert_identical(latest(run_dir), reference)
+    assert_identical(weights(run_dir), reference)
 
 
 def test_no_checkpoint_verifies_is_a_clear_error(tmp_path, capsys) -> None:
     run_dir = tmp_path / "run"
     train(tiny("train.max_steps=3"), run_dir, tensorboard=False)
-    weights = run_dir / "checkpoints" / "step-00000003" / "model.safetensors"
-    weights.write_bytes(b"")
+    target = run_dir / "checkpoints" / "step-00000003" / "model.safetensors"
+    target.write_bytes(b"")
     config = tmp_path / "c.toml"
     config.write_text(tiny().to_toml())
     status = main(["train", str(config), "--out", str(run_dir), "--resume"])
@@ -191,7 +148,7 @@ def test_write_error_during_a_save_loses_nothing(tmp_path, reference, monkeypatc
     assert_consistent(run_dir)
     monkeypatch.setattr(ckpt, "save_checkpoint", original)
     train(tiny(), run_dir, resume=True, tensorboard=False)
-    assert_identical(latest(run_dir), reference)
+    assert_identical(weights(run_dir), reference)
 
 
 def test_disk_full_through_the_command_is_one_line(tmp_path, monkeypatch, capsys) -> None:
@@ -239,7 +196,7 @@ def test_sigterm_saves_and_resumes_exactly(tmp_path, reference) -> None:
     assert result.status == "interrupted" and result.step == 5
     assert steps(tmp_path / "run")[-1] == 5
     train(tiny(), tmp_path / "run", resume=True, tensorboard=False)
-    assert_identical(latest(tmp_path / "run"), reference)
+    assert_identical(weights(tmp_path / "run"), reference)
 
 
 def test_second_signal_stops_at_once_and_loses_nothing(tmp_path, reference) -> None:
@@ -250,7 +207,7 @@ def test_second_signal_stops_at_once_and_loses_nothing(tmp_path, reference) -> N
     assert steps(tmp_path / "run") == [3, 4]
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
     train(tiny(), tmp_path / "run", resume=True, tensorboard=False)
-    assert_identical(latest(tmp_path / "run"), reference)
+    assert_identical(weights(tmp_path / "run"), reference)
 
 
 # ---- non-finite values ---------------------------------------------------------------------
@@ -287,7 +244,7 @@ def test_nan_gradients_are_skipped_then_stop_and_resume_exactly(tmp_path, caplog
     resumed = _trainer(tiny(), tmp_path / "run", resume=True)
     resumed.fit()
     assert resumed.nonfinite_steps == 1  # the count as of step 9
-    assert_identical(latest(tmp_path / "run"), latest(tmp_path / "ref"))
+    assert_identical(weights(tmp_path / "run"), weights(tmp_path / "ref"))
 
 
 def test_nonfinite_weights_are_never_saved_and_nan_is_never_best(tmp_path) -> None:
@@ -341,13 +298,13 @@ def _kill_and_resume(tmp_path: Path, kill_points: list[int], max_steps: int = 8)
 def _reference(tmp_path: Path, max_steps: int = 8) -> dict[str, torch.Tensor]:
     train(tiny(f"train.max_steps={max_steps}", "train.save_every=2"), tmp_path / "ref",
           tensorboard=False)  # fmt: skip
-    return latest(tmp_path / "ref")
+    return weights(tmp_path / "ref")
 
 
 def test_sigkill_during_saves_then_resume_is_exact(tmp_path) -> None:
     figures = _kill_and_resume(tmp_path, [37])  # in the second checkpoint (step 4)
     assert figures["kills"] == 1 and figures["lost"] == 0
-    assert_identical(latest(tmp_path / "run"), _reference(tmp_path))
+    assert_identical(weights(tmp_path / "run"), _reference(tmp_path))
 
 
 @pytest.mark.slow
@@ -360,7 +317,7 @@ def test_sigkill_at_50_random_points_of_saves(tmp_path) -> None:
     points = [rng.randint(1, 40) for _ in range(55)]  # 1 to 2 saves past each resume
     figures = _kill_and_resume(tmp_path, points)
     assert figures["kills"] >= 50 and figures["lost"] == 0
-    assert_identical(latest(tmp_path / "run"), _reference(tmp_path))
+    assert_identical(weights(tmp_path / "run"), _reference(tmp_path))
     print(f"\nSIGKILL: {total} write points per run; {figures}; "
           f"{time.perf_counter() - start:.0f} s")  # fmt: skip
 
@@ -391,7 +348,7 @@ def test_external_sigterm_saves_then_resume_is_exact(tmp_path) -> None:
           tensorboard=False)  # fmt: skip
     train(tiny("train.max_steps=400", "train.save_every=100"), tmp_path / "ref",
           tensorboard=False)  # fmt: skip
-    assert_identical(latest(run_dir), latest(tmp_path / "ref"))
+    assert_identical(weights(run_dir), weights(tmp_path / "ref"))
 
 
 # ---- bad input: one line, before any work ----------------------------------------------------

@@ -13,7 +13,7 @@ import types
 import pytest
 import torch
 
-from test_training_trainer import SMALL, assert_identical, weights
+from copy_runs import SMALL, assert_identical, weights
 from transformer.config import ConfigError, apply_overrides
 from transformer.training import budget
 from transformer.training import checkpoint as ckpt
@@ -26,11 +26,7 @@ from transformer.training.trainer import Trainer
 STEP_S, VAL_S, SAVE_S = 2.0, 7.0, 3.0
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread
 
 
 def simulate(n: int, val_every: int, save_every: int) -> tuple[int, int]:

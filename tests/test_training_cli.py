@@ -6,7 +6,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 from transformer.cli import main
 from transformer.training import checkpoint as ckpt
@@ -51,11 +50,7 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread
 
 
 def test_train_then_average(tmp_path, capsys) -> None:

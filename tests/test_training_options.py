@@ -10,7 +10,7 @@ import pytest
 import torch
 from sacrebleu.metrics import BLEU
 
-from test_training_trainer import SMALL
+from copy_runs import SMALL
 from transformer.config import ModelConfig
 from transformer.decoding import SpecialIds, greedy_decode
 from transformer.models import Transformer

@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from transformer.config import apply_overrides
+from copy_runs import assert_identical, small, weights
 from transformer.models import Transformer
 from transformer.training import checkpoint as ckpt
 from transformer.training.config import RunConfig
@@ -26,61 +25,7 @@ from transformer.training.run import train
 from transformer.training.schedule import noam_lr
 from transformer.training.trainer import Trainer, TrainingError
 
-SMALL = {
-    "model": {
-        "preset": "tiny",
-        "src_vocab_size": 12,
-        "tgt_vocab_size": 12,
-        "d_model": 16,
-        "n_heads": 2,
-        "d_ff": 32,
-        "n_encoder_layers": 1,
-        "n_decoder_layers": 1,
-        "dropout": 0.1,
-        "max_len": 32,
-    },
-    "data": {
-        "task": "copy",
-        "copy_min_len": 2,
-        "copy_max_len": 5,
-        "copy_train_size": 60,
-        "copy_val_size": 8,
-        "max_tokens": 48,
-    },
-    "train": {
-        "label_smoothing": 0.1,
-        "max_steps": 16,
-        "warmup": 4,
-        "log_every": 2,
-        "val_every": 4,
-        "save_every": 3,
-        "keep_last": 2,
-        "progress": False,
-        "threads": 1,
-    },
-}
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    """threads = 1 (fast for these tiny models on a busy machine); restored afterwards."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def small(*overrides: str) -> RunConfig:
-    return RunConfig.from_dict(apply_overrides(SMALL, list(overrides)))
-
-
-def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return ckpt.load_weights(run_dir / "model.safetensors")
-
-
-def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert sorted(a) == sorted(b)
-    for name in a:
-        assert torch.equal(a[name], b[name]), f"{name} differs"
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread
 
 
 def test_exact_resume_is_bit_identical(tmp_path) -> None:
