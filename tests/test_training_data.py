@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import corpus_dir
+from copy_runs import small
 from transformer import runtime
-from transformer.config import apply_overrides
 from transformer.tokenizers import BPE
 from transformer.training import trainer
 from transformer.training.config import RunConfig
@@ -22,46 +22,16 @@ from transformer.training.data import build_data
 from transformer.training.logging import read_log
 from transformer.training.run import prepare_run_dir, train
 
-SMALL = {
-    "model": {
-        "preset": "tiny",
-        "src_vocab_size": 12,
-        "tgt_vocab_size": 12,
-        "d_model": 16,
-        "n_heads": 2,
-        "d_ff": 32,
-        "n_encoder_layers": 1,
-        "n_decoder_layers": 1,
-    },
-    "data": {
-        "task": "copy",
-        "copy_min_len": 2,
-        "copy_max_len": 5,
-        "copy_train_size": 60,
-        "copy_val_size": 8,
-        "max_tokens": 48,
-    },
-    "train": {
-        "max_steps": 4,
-        "warmup": 4,
-        "log_every": 2,
-        "val_every": 2,
-        "save_every": 2,
-        "progress": False,
-        "threads": 1,
-    },
-}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+def four_steps(*overrides: str) -> RunConfig:
+    """The copy-task run of `copy_runs`, 4 steps, validated and saved every 2."""
+    return small("train.max_steps=4", "train.val_every=2", "train.save_every=2", *overrides)
 
 
 def test_copy_batches_follow_the_pipeline_layout(tmp_path) -> None:
-    run = RunConfig.from_dict(SMALL)
+    run = four_steps()
     data, model_cfg = build_data(run, tmp_path)
     assert model_cfg == run.model
     for batch in data.train.epoch(0):
@@ -76,7 +46,7 @@ def test_copy_batches_follow_the_pipeline_layout(tmp_path) -> None:
 
 
 def test_log_starts_with_the_data_record(tmp_path) -> None:
-    train(RunConfig.from_dict(SMALL), tmp_path, tensorboard=False)
+    train(four_steps(), tmp_path, tensorboard=False)
     record = read_log(tmp_path, "data")[0]
     assert record["train_pairs"] == 60 and record["val_pairs"] == 8
     assert record["skipped_empty"] == 0 and 0.0 <= record["padding"] < 1.0
@@ -84,7 +54,7 @@ def test_log_starts_with_the_data_record(tmp_path) -> None:
 
 def test_bf16_autocast_runs_on_cpu(tmp_path) -> None:
     """The GPU path's autocast (bf16) exercised on the CPU: the loop runs, losses are finite."""
-    run = RunConfig.from_dict(apply_overrides(SMALL, ["train.amp='bf16'"]))
+    run = four_steps("train.amp='bf16'")
     result = train(run, tmp_path, tensorboard=False)
     assert result.status == "finished"
     assert all(math.isfinite(r["loss"]) for r in read_log(tmp_path, "train"))
@@ -94,7 +64,7 @@ def test_bf16_autocast_runs_on_cpu(tmp_path) -> None:
 def test_forced_bf16_warns_where_the_cpu_lacks_it(tmp_path, monkeypatch, caplog, native) -> None:
     """train.amp = 'bf16' on a CPU without bf16 in hardware (emulated: ~28x slower) says so."""
     monkeypatch.setattr(trainer, "native_bf16", lambda device: native)
-    run = RunConfig.from_dict(apply_overrides(SMALL, ["train.amp='bf16'", "train.max_steps=2"]))
+    run = four_steps("train.amp='bf16'", "train.max_steps=2")
     with caplog.at_level(logging.WARNING, logger="transformer.training"):
         train(run, tmp_path, tensorboard=False)
     assert ("no bf16 in hardware" in caplog.text) == (not native)
