@@ -3,9 +3,10 @@
 Runs `../shared/peers/nanogpt/run.sh` (nanoGPT's own `train.py` and `model.py`, unchanged but
 for the harness's wall-clock stop) in three steps:
 
-1. a probe: `--probe-s` seconds of training with the given settings; the median iteration
-   time (its log's `time ...ms`, the first 5 iterations dropped) and the cost of one of its
-   evaluations (iteration 0's time less the median, since nanoGPT evaluates before the step);
+1. a probe: `--probe-iters` iterations with the given settings (`--probe-s` seconds at most);
+   the median iteration time (its log's `time ...ms`, the first 5 iterations dropped) and the
+   cost of one of its evaluations (iteration 0's time less the median, since nanoGPT
+   evaluates before the step);
 2. the run: `--max_iters` = `--lr_decay_iters` fitted so that the iterations and the
    `--evals` + 1 evaluations fill `--minutes` (nanoGPT's cosine then ends at the budget, as
    ours does with `max_steps = "auto"`), `--eval_interval` = max_iters / evals, so the last
@@ -56,9 +57,10 @@ def run_peer(work: Path, minutes: float, overrides: list[str], log: Path) -> lis
     return log.read_text(encoding="utf-8").splitlines()
 
 
-def probe(work: Path, seconds: float, overrides: list[str]) -> dict[str, float]:
+def probe(work: Path, iters: int, seconds: float, overrides: list[str]) -> dict[str, float]:
     """Median seconds per iteration and seconds per evaluation from a short run."""
-    lines = run_peer(work, seconds / 60, [*overrides, "--log_interval=1"], work / "probe.log")
+    settings = [*overrides, "--log_interval=1", f"--max_iters={iters}", f"--lr_decay_iters={iters}"]
+    lines = run_peer(work, seconds / 60, settings, work / "probe.log")
     times = {int(m[1]): float(m[2]) / 1000 for m in map(ITER.match, lines) if m}
     steady = [t for i, t in times.items() if i >= 5]
     if len(steady) < 5:
@@ -103,7 +105,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, required=True, help="nanoGPT's working directory")
     ap.add_argument("--minutes", type=float, default=20.0, help="the training budget")
-    ap.add_argument("--probe-s", type=float, default=60.0, help="seconds of the timing probe")
+    ap.add_argument("--probe-iters", type=int, default=200, help="iterations of the timing probe")
+    ap.add_argument("--probe-s", type=float, default=300.0, help="the probe's time limit")
     ap.add_argument("--evals", type=int, default=4, help="evaluations after iteration 0")
     ap.add_argument("--eval-iters", type=int, default=20, help="nanoGPT's batches per estimate")
     ap.add_argument("--score-only", action="store_true", help="only score the checkpoint")
@@ -118,7 +121,7 @@ def main() -> None:
         print(json.dumps(results["score"]))
         return
     settings = [*args.overrides, f"--eval_iters={args.eval_iters}"]
-    timing = probe(args.work, args.probe_s, settings)
+    timing = probe(args.work, args.probe_iters, args.probe_s, settings)
     max_iters, interval = fit(args.minutes, timing["iter_s"], timing["eval_s"], args.evals)
     print(
         f"probe: {timing['iter_s'] * 1000:.1f} ms/iter, {timing['eval_s']:.1f} s/eval "
