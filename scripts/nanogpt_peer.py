@@ -8,9 +8,12 @@ for the harness's wall-clock stop) in three steps:
    cost of one of its evaluations (iteration 0's time less the median, since nanoGPT
    evaluates before the step);
 2. the run: `--max_iters` = `--lr_decay_iters` fitted so that the iterations and the
-   `--evals` + 1 evaluations fill `--minutes` (nanoGPT's cosine then ends at the budget, as
-   ours does with `max_steps = "auto"`), `--eval_interval` = max_iters / evals, so the last
-   evaluation (and checkpoint) falls on the last iteration; the harness's stop is a guard;
+   `--evals` + 1 evaluations fill `--minutes` at `--margin` times the probe's iteration time
+   (nanoGPT's cosine then ends at the budget, as ours does with `max_steps = "auto"`; a
+   host that slows down by 15% in a run was measured), `--eval_interval` = max_iters / evals,
+   so the last evaluation (and checkpoint) falls on the last iteration. The harness's stop at
+   1.1 × the budget is a guard: nanoGPT saves no checkpoint there, so a cut run is scored at
+   its last evaluation;
 3. the score: nanoGPT's checkpoint over the WHOLE validation split with
    `transformer.evaluation.lm.stream_nll`, the function that scores our own runs
    (`transformer evaluate RUN`), with the model's own context: nats per character.
@@ -70,7 +73,11 @@ def probe(work: Path, iters: int, seconds: float, overrides: list[str]) -> dict[
 
 
 def fit(minutes: float, iter_s: float, eval_s: float, evals: int) -> tuple[int, int]:
-    """(max_iters, eval_interval): a multiple of `evals`; iterations and evals fill `minutes`."""
+    """(max_iters, eval_interval): a multiple of `evals`; iterations and evals fill `minutes`.
+
+    Fewer evaluations than `evals` where they would take over a tenth of the budget (nanoGPT
+    evaluates at iteration 0 too): a large model on a CPU spends minutes on each."""
+    evals = max(1, min(evals, math.floor(minutes * 6 / max(eval_s, 1e-9)) - 1))
     spare = minutes * 60 - (evals + 1) * eval_s
     interval = max(1, math.floor(spare / iter_s / evals))
     return interval * evals, interval
@@ -107,7 +114,10 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=20.0, help="the training budget")
     ap.add_argument("--probe-iters", type=int, default=200, help="iterations of the timing probe")
     ap.add_argument("--probe-s", type=float, default=300.0, help="the probe's time limit")
-    ap.add_argument("--evals", type=int, default=4, help="evaluations after iteration 0")
+    ap.add_argument("--evals", type=int, default=8, help="evaluations after iteration 0")
+    ap.add_argument(
+        "--margin", type=float, default=1.1, help="fit to the probe's iteration time x this"
+    )
     ap.add_argument("--eval-iters", type=int, default=20, help="nanoGPT's batches per estimate")
     ap.add_argument("--score-only", action="store_true", help="only score the checkpoint")
     ap.add_argument("overrides", nargs="*", help="nanoGPT --key=value settings (after --)")
@@ -122,7 +132,9 @@ def main() -> None:
         return
     settings = [*args.overrides, f"--eval_iters={args.eval_iters}"]
     timing = probe(args.work, args.probe_iters, args.probe_s, settings)
-    max_iters, interval = fit(args.minutes, timing["iter_s"], timing["eval_s"], args.evals)
+    max_iters, interval = fit(
+        args.minutes, timing["iter_s"] * args.margin, timing["eval_s"], args.evals
+    )
     print(
         f"probe: {timing['iter_s'] * 1000:.1f} ms/iter, {timing['eval_s']:.1f} s/eval "
         f"-> max_iters {max_iters}, eval_interval {interval}",
