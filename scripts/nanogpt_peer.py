@@ -9,8 +9,8 @@ for the harness's wall-clock stop) in three steps:
    evaluates before the step);
 2. the run: `--max_iters` = `--lr_decay_iters` fitted so that the iterations and the
    `--evals` + 1 evaluations fill `--minutes` at `--margin` times the probe's iteration time
-   (nanoGPT's cosine then ends at the budget, as ours does with `max_steps = "auto"`; a
-   host that slows down by 15% in a run was measured), `--eval_interval` = max_iters / evals,
+   (nanoGPT's cosine then ends at the budget, as ours does with `max_steps = "auto"`; the
+   margin absorbs a host that slows down mid-run), `--eval_interval` = max_iters / evals,
    so the last evaluation (and checkpoint) falls on the last iteration. The harness's stop at
    1.1 × the budget is a guard: nanoGPT saves no checkpoint there, so a cut run is scored at
    its last evaluation;
@@ -77,7 +77,8 @@ def fit(minutes: float, iter_s: float, eval_s: float, evals: int) -> tuple[int, 
 
     Fewer evaluations than `evals` where they would take over a tenth of the budget (nanoGPT
     evaluates at iteration 0 too): a large model on a CPU spends minutes on each."""
-    evals = max(1, min(evals, math.floor(minutes * 6 / max(eval_s, 1e-9)) - 1))
+    eval_share = minutes * 60 / 10  # seconds all evaluations may take
+    evals = max(1, min(evals, math.floor(eval_share / max(eval_s, 1e-9)) - 1))
     spare = minutes * 60 - (evals + 1) * eval_s
     interval = max(1, math.floor(spare / iter_s / evals))
     return interval * evals, interval

@@ -28,6 +28,9 @@ def main() -> None:
     ap.add_argument("--peer", type=Path, default=PEER, help="hf_marian_multi30k.py")
     ap.add_argument("flags", nargs="*", help="more peer flags (after --), e.g. --avg-last 3")
     args = ap.parse_args()
+    if not (args.out / "results.json").is_file():
+        print(f"peer_val: {args.out}/results.json: not found (train first)", file=sys.stderr)
+        sys.exit(2)
     if args.data_dir is not None:
         os.environ["MULTI30K_DIR"] = str(args.data_dir / "multi30k")
     spec = importlib.util.spec_from_file_location("hf_marian_multi30k", args.peer)

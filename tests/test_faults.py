@@ -37,11 +37,12 @@ def tiny(*overrides: str) -> RunConfig:
     return small("train.max_steps=12", *overrides)
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread
+
+
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
+def _no_fault_hook():
     yield
-    torch.set_num_threads(before)
     durable.fault_hook = None
 
 
