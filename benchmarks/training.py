@@ -113,6 +113,7 @@ class _PlainLoop:
 
         from transformer.training.optim import set_lr
         from transformer.training.schedule import noam_lr
+        from transformer.training.step import StepStats
 
         b = next(self.batches).to(self.device)
         bf16 = self.device.type == "cuda"
@@ -132,7 +133,7 @@ class _PlainLoop:
         self.optimizer.zero_grad(set_to_none=True)
         n_pos = b.src.numel() + b.tgt_out.numel()
         n_pad = n_pos - b.n_src_tokens - b.n_tgt_tokens
-        return float(loss.detach()), 0.0, b.n_tgt_tokens, n_pad, n_pos
+        return StepStats(float(loss.detach()), 0.0, b.n_tgt_tokens, n_pad, n_pos)
 
 
 def _time(arm, steps: int, warmup: int, device) -> dict[str, float]:

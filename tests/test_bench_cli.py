@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from copy_runs import small
 from transformer.cli import bench as bench_cli
 from transformer.cli import main
 
@@ -50,3 +51,13 @@ def test_every_sub_command_still_parses_its_flags(what: str, capsys) -> None:
         main(["bench", what, "--help"])
     assert exit_info.value.code == 0
     assert "--reference" in capsys.readouterr().out
+
+
+def test_training_bench_runs_both_arms(tmp_path, capsys) -> None:
+    """`bench training` end to end on the copy task: both arms step and report a ratio."""
+    config = tmp_path / "copy.toml"
+    config.write_text(small().to_toml(), encoding="utf-8")
+    argv = ["bench", "training", "--config", str(config), "--work", str(tmp_path / "work")]
+    assert main([*argv, "--steps", "2", "--warmup-steps", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| trainer |" in out and "| plain |" in out and "trainer / plain" in out

@@ -303,3 +303,54 @@ def test_crossover_path_is_correct(one_thread, causal):
     assert out[1].eq(0).all()
     (out * torch.randn_like(out)).sum().backward()
     assert all(x.grad.isfinite().all() for x in (q, k, v))
+
+
+def sdpa_dtypes(monkeypatch) -> list[torch.dtype]:
+    """Record the dtype torch's SDPA computes in (its output's: autocast may cast the
+    inputs) at every call."""
+    seen, sdpa = [], F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        out = sdpa(*args, **kwargs)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    return seen
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("autocast", [False, True])
+def test_half_training_runs_sdpa_in_float32(dtype, causal, autocast, monkeypatch):
+    """bf16 / fp16 on the CPU with autograd, under bf16 autocast or not: SDPA computes in
+    float32 (the zero-row probe's calls included), the output and gradients keep the input's
+    dtype and agree with the float64 reference to half precision."""
+    seen = sdpa_dtypes(monkeypatch)
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 8, generator=gen).to(dtype).requires_grad_() for _ in range(3))
+    mask = torch.rand(2, 1, 1, 5, generator=gen) < 0.3
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out, _ = A.attend(q, k, v, mask, causal=causal)
+    assert seen and set(seen) == {torch.float32} and out.dtype == dtype
+    expected, _ = reference_attention(q, k, v, combined_mask(mask, causal, 5, 5))
+    np.testing.assert_allclose(out.detach().double().numpy(), expected, atol=2e-2, rtol=2e-2)
+    grad = torch.randn(out.shape, generator=gen)
+    out.backward(grad.to(dtype))
+    q64, k64, v64 = (x.detach().double().requires_grad_() for x in (q, k, v))
+    ref, _ = A._attend_weights(q64, k64, v64, combined_mask(mask, causal, 5, 5), 0.0)
+    ref.backward(grad.double())
+    for half, full in ((q, q64), (k, k64), (v, v64)):
+        assert half.grad.dtype == dtype
+        torch.testing.assert_close(half.grad.double(), full.grad, atol=5e-2, rtol=5e-2)
+
+
+def test_half_without_autograd_keeps_its_dtype(monkeypatch):
+    """Inference in bf16 and float32 training keep SDPA in their own dtype."""
+    seen = sdpa_dtypes(monkeypatch)
+    q, k, v = (torch.randn(2, 3, 5, 8, dtype=torch.bfloat16) for _ in range(3))
+    A.attend(q, k, v, causal=True)
+    with torch.no_grad():
+        A.attend(q.requires_grad_(), k, v, causal=True)
+    A.attend(*(torch.randn(2, 3, 5, 8, requires_grad=True) for _ in range(3)), causal=True)
+    assert seen == [torch.bfloat16, torch.bfloat16, torch.float32]

@@ -1,4 +1,4 @@
-"""`attend`: scaled dot-product attention dispatched to the fastest of three measured paths.
+"""`attend`: scaled dot-product attention dispatched to the fastest of four measured paths.
 
 The same function as `transformer.attention.attention` (Vaswani et al. 2017, Eq. 1) with the
 same mask meaning (True = hidden) and the same zero vector for a fully-masked query, computed:
@@ -10,7 +10,10 @@ same mask meaning (True = hidden) and the same zero vector for a fully-masked qu
   B·H·S >= 16384 keys, where it beats SDPA forward + backward;
 - by two batched matrix products (`torch.bmm`) for beam search's steps on the CPU: T <= 8
   queries that each see every key, >= 1024 (batch, head, query) rows, nothing recorded for
-  autograd, where it beats SDPA's flash kernel (greedy's 256 rows keep SDPA).
+  autograd, where it beats SDPA's flash kernel (greedy's 256 rows keep SDPA);
+- by SDPA in float32 for bf16 / fp16 inputs on the CPU while autograd records (bf16 autocast
+  training): the CPU's half-precision flash kernel is slower than float32 forward + backward,
+  so q, k, v are cast up and the output cast back (more precise, too).
 Whether this torch's CPU SDPA already gives fully-masked queries zeros (torch >= 2.5) is probed
 once per (dtype, dropout); otherwise, and on accelerators, `attend` fixes those rows up itself.
 Figures: `transformer bench attention --sweep`, `python scripts/micro_bench.py attend-one`,
@@ -57,6 +60,13 @@ def _attend_few_queries(q, k, v, mask):
     scores = torch.bmm((q * d_k**-0.5).reshape(b * h, t, d_k), k.reshape(b * h, s, d_k).mT)
     weights = masked_softmax(scores.view(b, h, t, s), mask)  # (B, H, T, S)
     return torch.bmm(weights.view(b * h, t, s), v.reshape(b * h, s, d_v)).view(b, h, t, d_v)
+
+
+def _half_training_on_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """bf16 / fp16 on the CPU with autograd recording: SDPA runs faster in float32."""
+    if not (q.is_cpu and q.dtype in (torch.bfloat16, torch.float16) and torch.is_grad_enabled()):
+        return False
+    return q.requires_grad or k.requires_grad or v.requires_grad
 
 
 def _broadcasting_is_faster(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
@@ -178,12 +188,16 @@ def attend(
     Returns (out (B, H, T, Dv), weights or None). A query whose keys are all masked gets a zero
     vector and zero weights (finite gradients). Without `need_weights` this runs torch's fused
     `scaled_dot_product_attention` (is_causal=True where T == S and no other mask, so no (T, S)
-    mask is built), except in two measured corners; with it, broadcasting. See the dispatch
+    mask is built), except in the measured corners above; with it, broadcasting. See the dispatch
     note above.
     """
     if _few_queries_inference(q, k, v, causal, need_weights, dropout_p):
         # Every query sees every key (a causal single query is the newest position).
         return _attend_few_queries(q, k, v, mask), None
+    if not need_weights and _half_training_on_cpu(q, k, v):
+        with torch.autocast("cpu", enabled=False):  # autocast would cast SDPA back to bf16
+            out = _attend_sdpa(q.float(), k.float(), v.float(), mask, causal, dropout_p)
+        return out.to(q.dtype), None
     if not need_weights and not _broadcasting_is_faster(q, k, v):
         return _attend_sdpa(q, k, v, mask, causal, dropout_p), None
     if mask is not None and mask.dtype != torch.bool:
