@@ -7,6 +7,7 @@
     python scripts/micro_bench.py dropout   # our Dropout vs F.dropout, forward + backward
     python scripts/micro_bench.py linear    # decoding-sized products: packed (oneDNN) vs F.linear
     python scripts/micro_bench.py attend-one  # 1-4 queries per head: our bmm path vs SDPA
+    python scripts/micro_bench.py attend-half  # bf16 SDPA vs SDPA in float32, fwd (+ bwd)
     python scripts/micro_bench.py attend-decode [--beam 4] [--data-dir D]  # end to end, decoding
     python scripts/micro_bench.py row-max   # greedy's row_max vs logits.max(dim=-1)
     python scripts/micro_bench.py skip-padding [--data-dir D]  # decoding, padding skipped or not
@@ -232,6 +233,48 @@ def _attend_pair(batch: int, keys: int, queries: int) -> tuple[float, float]:
         )
 
 
+def attend_half(args) -> None:
+    """bf16 inputs: torch's SDPA in bf16 against SDPA in float32 (inputs cast up, output cast
+    back, as `attend` does under autograd on the CPU), forward + backward and forward alone,
+    on the attention shapes of the GPT config (causal) and of Multi30k training batches."""
+    pad = torch.zeros(128, 1, 1, 24, dtype=torch.bool)
+    pad[::3, ..., 20:] = True  # True = padding, in a third of the rows
+    cases = (  # name, (B, H, T, S, Dk), SDPA keyword arguments
+        ("GPT causal", (32, 6, 128, 128, 32), {"is_causal": True}),
+        ("encoder, padding", (128, 4, 24, 24, 64), {"attn_mask": ~pad}),
+        ("decoder, causal", (128, 4, 24, 24, 64), {"is_causal": True}),
+        ("cross, padding", (128, 4, 22, 24, 64), {"attn_mask": ~pad}),
+    )
+    print("| shapes | B, H, T, S, Dk | pass | bf16 ms | float32 ms | bf16 / float32 |")
+    print("|---|---|---|---:|---:|---:|")
+    for name, (b, h, t, s, d), kw in cases:
+        q = torch.randn(b, h, t, d, dtype=torch.bfloat16, requires_grad=True)
+        k, v = (torch.randn(b, h, s, d, dtype=torch.bfloat16, requires_grad=True) for _ in "kv")
+
+        for grad in (True, False):
+            with torch.set_grad_enabled(grad):
+                ms = _alternate(
+                    lambda: _sdpa_pass(q, k, v, kw, grad, False),  # noqa: B023 (used at once)
+                    lambda: _sdpa_pass(q, k, v, kw, grad, True),  # noqa: B023
+                    rounds=7,
+                    calls=5,
+                )
+            print(
+                f"| {name} | {b}, {h}, {t}, {s}, {d} | {'fwd+bwd' if grad else 'fwd'} | "
+                f"{ms[0]:.2f} | {ms[1]:.2f} | {ms[0] / ms[1]:.2f} |"
+            )
+
+
+def _sdpa_pass(q, k, v, kw: dict, grad: bool, upcast: bool) -> None:
+    """One SDPA call on bf16 q, k, v (in float32 when `upcast`), with backward when `grad`."""
+    if upcast:
+        out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **kw).to(q.dtype)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, **kw)
+    if grad:
+        out.sum().backward()
+
+
 def attend_decode(args) -> None:
     """`transformer bench decode`'s cached decoding of ours (beam `--beam`, 64 sentences a
     batch, the first 512 test sentences) with the single-query bmm path allowed as shipped
@@ -338,6 +381,7 @@ def main() -> None:
             "dropout",
             "linear",
             "attend-one",
+            "attend-half",
             "attend-decode",
             "row-max",
             "skip-padding",
@@ -355,7 +399,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     commands = {"step": step, "step-hf": step_hf, "loss": loss, "dropout": dropout}
     commands.update({"linear": linear, "attend-one": attend_one, "row-max": row_max})
-    commands["attend-decode"] = attend_decode
+    commands.update({"attend-half": attend_half, "attend-decode": attend_decode})
     commands.update({"skip-padding": skip_padding, "decode-speed": decode_speed})
     commands[args.what](args)
 

@@ -11,8 +11,9 @@ same function (no autograd, the CPU, no attention weights asked for, ...) and ot
 the reference code. To drop a piece when torch makes it unnecessary, delete its entry.
 
 Pieces, in the order applied:
-- `use_fused_attention` (`attend.py`): attention by torch's fused SDPA, or broadcasting / batched
-  matrix products in the measured corners where those are faster;
+- `use_fused_attention` (`attend.py`): attention by torch's fused SDPA (in float32 for bf16
+  training on the CPU), or broadcasting / batched matrix products in the measured corners
+  where those are faster;
 - `use_fast_dropout` (`dropout.py`): dropout masks from 16 random bits per element on the CPU;
 - `skip_padding` (`padding.py`): encoder layers and the cross-attention's key/value
   projection run on the real tokens only (inference);
