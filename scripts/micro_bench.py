@@ -25,6 +25,7 @@ only uses the public API, so it also runs against an older checkout of the packa
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -250,15 +251,11 @@ def attend_half(args) -> None:
     for name, (b, h, t, s, d), kw in cases:
         q = torch.randn(b, h, t, d, dtype=torch.bfloat16, requires_grad=True)
         k, v = (torch.randn(b, h, s, d, dtype=torch.bfloat16, requires_grad=True) for _ in "kv")
-
         for grad in (True, False):
             with torch.set_grad_enabled(grad):
-                ms = _alternate(
-                    lambda: _sdpa_pass(q, k, v, kw, grad, False),  # noqa: B023 (used at once)
-                    lambda: _sdpa_pass(q, k, v, kw, grad, True),  # noqa: B023
-                    rounds=7,
-                    calls=5,
-                )
+                half = functools.partial(_sdpa_pass, q, k, v, kw, grad, False)
+                full = functools.partial(_sdpa_pass, q, k, v, kw, grad, True)
+                ms = _alternate(half, full, rounds=7, calls=5)
             print(
                 f"| {name} | {b}, {h}, {t}, {s}, {d} | {'fwd+bwd' if grad else 'fwd'} | "
                 f"{ms[0]:.2f} | {ms[1]:.2f} | {ms[0] / ms[1]:.2f} |"

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import transformer.fast.attend as A
 from test_attention import close, reference_attention
+from transformer.attention import attention as reference_core_attention
 
 
 def causal_reference_mask(t, s):
@@ -325,7 +326,8 @@ def sdpa_dtypes(monkeypatch) -> list[torch.dtype]:
 def test_half_training_runs_sdpa_in_float32(dtype, causal, autocast, monkeypatch):
     """bf16 / fp16 on the CPU with autograd, under bf16 autocast or not: SDPA computes in
     float32 (the zero-row probe's calls included), the output and gradients keep the input's
-    dtype and agree with the float64 reference to half precision."""
+    dtype and agree to half precision with the float64 loop (output) and the reference core's
+    float64 autograd (gradients)."""
     seen = sdpa_dtypes(monkeypatch)
     gen = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 5, 8, generator=gen).to(dtype).requires_grad_() for _ in range(3))
@@ -338,7 +340,7 @@ def test_half_training_runs_sdpa_in_float32(dtype, causal, autocast, monkeypatch
     grad = torch.randn(out.shape, generator=gen)
     out.backward(grad.to(dtype))
     q64, k64, v64 = (x.detach().double().requires_grad_() for x in (q, k, v))
-    ref, _ = A._attend_weights(q64, k64, v64, combined_mask(mask, causal, 5, 5), 0.0)
+    ref, _ = reference_core_attention(q64, k64, v64, combined_mask(mask, causal, 5, 5))
     ref.backward(grad.double())
     for half, full in ((q, q64), (k, k64), (v, v64)):
         assert half.grad.dtype == dtype
